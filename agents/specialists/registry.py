@@ -1,0 +1,63 @@
+"""The one list of specialists, and the registry the supervisor routes through."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from agents.specialists.base import Specialist, SpecialistDeps, SpecialistSpec
+from agents.specialists.code import SPEC as CODE
+
+
+def all_specs() -> tuple[SpecialistSpec, ...]:
+    """Every specialist Ensemble knows, configured or not."""
+    return (CODE,)
+
+
+@dataclass(frozen=True)
+class Entry:
+    spec: SpecialistSpec
+    specialist: Specialist
+
+
+@dataclass(frozen=True)
+class Registry:
+    """Specialists built for this deployment, and those that are switched off (with how to enable them)."""
+
+    available: dict[str, Entry]
+    unavailable: dict[str, SpecialistSpec]
+
+    @classmethod
+    def build(cls, deps: SpecialistDeps, specs: Iterable[SpecialistSpec] | None = None) -> Registry:
+        available: dict[str, Entry] = {}
+        unavailable: dict[str, SpecialistSpec] = {}
+        for spec in all_specs() if specs is None else specs:
+            specialist = spec.build(deps)
+            if specialist is None:
+                unavailable[spec.name] = spec
+            else:
+                available[spec.name] = Entry(spec, specialist)
+        return cls(available, unavailable)
+
+    def get(self, name: str) -> Entry | None:
+        return self.available.get(name)
+
+    def by_command(self, text: str) -> tuple[SpecialistSpec, str] | None:
+        """A leading slash command (`/code write a parser`) names a specialist directly."""
+        match = re.match(r"^\s*(/\w+)\b\s*(.*)$", text, re.S)
+        if not match:
+            return None
+        for spec in [e.spec for e in self.available.values()] + list(self.unavailable.values()):
+            if spec.command == match.group(1).lower():
+                return spec, match.group(2).strip()
+        return None
+
+    def unavailable_asked_for(self, text: str) -> list[SpecialistSpec]:
+        """Switched-off specialists that this message plainly asks for."""
+        return [spec for spec in self.unavailable.values() if spec.asks_for.search(text)]
+
+    async def aclose(self) -> None:
+        for entry in self.available.values():
+            if entry.spec.aclose is not None:
+                await entry.spec.aclose(entry.specialist)

