@@ -130,6 +130,36 @@ class MemorySettings(BaseModel):
     pool_max_size: int = Field(default=5, ge=1)
 
 
+class RagSettings(BaseModel):
+    """Documents (RAG): chunking, the Milvus store, retrieval and ingestion limits.
+
+    The upload size limit is `uploads.max_bytes`; embeddings are configured in `embeddings`.
+    """
+
+    # Milvus server URI (`http://milvus:19530`); unset: a Milvus Lite file `<data_dir>/milvus.db`.
+    milvus_uri: str | None = None
+    milvus_token: SecretStr = SecretStr("")
+    collection: str = Field(default="ensemble_documents", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+    chunk_size: int = Field(default=1000, ge=200, le=8000)  # characters per chunk, at most
+    chunk_overlap: int = Field(default=100, ge=0, le=2000)  # characters shared by neighbouring chunks
+    combine_under: int = Field(default=200, ge=0)  # merge sections shorter than this many characters
+    top_k: int = Field(default=6, ge=1, le=50)  # passages given to the answering model
+    candidates: int = Field(default=24, ge=1, le=200)  # hits fetched per search before fusion/rerank
+    rerank: Endpoint = Endpoint()  # TEI `/rerank` server (a cross-encoder); unset: no reranking
+    query_prefix: str = ""  # prepended to queries before embedding (some models want one)
+    max_pages: int = Field(default=2000, ge=1)
+    max_chunks: int = Field(default=5000, ge=1)  # per file
+    max_unzipped_bytes: int = Field(default=200 * 1024 * 1024, ge=1)  # DOCX/PPTX/XLSX zip-bomb guard
+    parse_workers: int = Field(default=2, ge=1, le=32)  # parser processes
+    parse_timeout: float = Field(default=300.0, gt=0)  # seconds per file
+    pdf_batch_pages: int = Field(default=8, ge=1, le=500)  # PDF pages per parser task
+
+    @field_validator("milvus_uri")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        return value.strip() if value and value.strip() else None
+
+
 class Settings(BaseSettings):
     """Everything Ensemble can be told, with the embedded defaults of a fresh laptop."""
 
@@ -149,6 +179,7 @@ class Settings(BaseSettings):
     search: SearchSettings = SearchSettings()
     local_llm: LocalLLMSettings = LocalLLMSettings()
     uploads: UploadSettings = UploadSettings()
+    rag: RagSettings = RagSettings()
     memory: MemorySettings = MemorySettings()
 
     data_dir: Path = Path("data")
