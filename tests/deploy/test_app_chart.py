@@ -1,0 +1,136 @@
+"""What matters in the app chart, per environment: availability, probes, stickiness, secrets, hooks."""
+
+from __future__ import annotations
+
+from typing import Any, get_args, get_origin
+from urllib.parse import urlparse
+
+import pytest
+from pydantic import BaseModel
+
+from core.settings import Settings
+
+from .conftest import ENVS, Rendered
+
+SECRET_NAME_HINTS = ("API_KEY", "DATABASE_URL", "AUTH_SECRET", "PASSWORD", "TOKEN")
+
+
+@pytest.fixture(params=ENVS)
+def app(request: pytest.FixtureRequest, renders: dict[tuple[str, str], Rendered]) -> Rendered:
+    return renders[(request.param, "ensemble")]
+
+
+def _container(app: Rendered) -> dict[str, Any]:
+    return app.one("Deployment")["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_at_least_two_replicas_always(app: Rendered) -> None:
+    dep = app.one("Deployment")
+    hpa = app.of_kind("HorizontalPodAutoscaler")
+    if hpa:
+        assert hpa[0]["spec"]["scaleTargetRef"]["name"] == dep["metadata"]["name"]
+        assert hpa[0]["spec"]["minReplicas"] >= 2
+        assert "replicas" not in dep["spec"], "HPA owns the replica count"
+    else:
+        assert dep["spec"]["replicas"] >= 2
+    pdb = app.one("PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] >= 1
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
+    spread = dep["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert {c["topologyKey"] for c in spread} == {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}
+
+
+def test_probes_hit_health_endpoints(app: Rendered) -> None:
+    c = _container(app)
+    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert c["startupProbe"]["httpGet"]["path"] == "/healthz"
+    assert c["resources"]["requests"]["cpu"] and c["resources"]["limits"]["memory"]
+    assert c["command"][:3] == ["chainlit", "run", "chainlit_app/app.py"]
+    assert "0.0.0.0" in c["command"]
+
+
+def test_ingress_is_alb_with_sticky_sessions(app: Rendered) -> None:
+    ing = app.one("Ingress")
+    ann = ing["metadata"]["annotations"]
+    assert ing["spec"]["ingressClassName"] == "alb"
+    assert ann["alb.ingress.kubernetes.io/target-type"] == "ip"
+    attrs = dict(kv.split("=", 1) for kv in ann["alb.ingress.kubernetes.io/target-group-attributes"].split(","))
+    assert attrs["stickiness.enabled"] == "true"
+    assert attrs["stickiness.type"] == "lb_cookie"
+    assert ann["alb.ingress.kubernetes.io/healthcheck-path"] == "/readyz"
+    assert ann["alb.ingress.kubernetes.io/certificate-arn"].startswith("arn:aws:acm:")
+    svc = app.one("Service")
+    backend = ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend["name"] == svc["metadata"]["name"]
+
+
+def test_service_account_has_irsa_role(app: Rendered) -> None:
+    sa = app.one("ServiceAccount")
+    assert sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].startswith("arn:aws:iam::")
+    pod = app.one("Deployment")["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == sa["metadata"]["name"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+
+
+def test_secrets_are_references_only(app: Rendered) -> None:
+    cm = app.one("ConfigMap")
+    for key in cm["data"]:
+        assert not key.endswith(SECRET_NAME_HINTS), f"secret-like key {key} in the ConfigMap"
+    env = _container(app)["env"]
+    assert all("valueFrom" in e and "value" not in e for e in env)
+    refs = {e["valueFrom"]["secretKeyRef"]["name"] for e in env}
+    assert len(refs) == 1
+    es = app.one("ExternalSecret")
+    assert es["spec"]["target"]["name"] in refs
+    provided = {d["secretKey"] for d in es["spec"]["data"]}
+    needed = {e["valueFrom"]["secretKeyRef"]["key"] for e in env}
+    assert needed <= provided
+    names = {e["name"] for e in env}
+    assert {"CHAINLIT_AUTH_SECRET", "ENSEMBLE_DATABASE_URL", "ENSEMBLE_SUPERVISOR__API_KEY"} <= names
+
+
+def _field_exists(model: type[BaseModel], parts: list[str]) -> bool:
+    name, rest = parts[0].lower(), parts[1:]
+    info = model.model_fields.get(name)
+    if info is None:
+        return False
+    if not rest:
+        return True
+    annotation = info.annotation
+    candidates = [annotation, *get_args(annotation)] if get_origin(annotation) else [annotation]
+    return any(isinstance(c, type) and issubclass(c, BaseModel) and _field_exists(c, rest) for c in candidates)
+
+
+def test_every_setting_is_one_the_app_reads(app: Rendered) -> None:
+    """A typo in ENSEMBLE_* would be silently ignored by pydantic-settings (extra="ignore")."""
+    keys = [*app.one("ConfigMap")["data"], *(e["name"] for e in _container(app)["env"])]
+    for key in keys:
+        if key.startswith("CHAINLIT_"):
+            continue
+        assert key.startswith("ENSEMBLE_"), key
+        assert _field_exists(Settings, key.removeprefix("ENSEMBLE_").split("__")), f"{key} is not in core/settings.py"
+    assert app.one("ConfigMap")["data"]["ENSEMBLE_LOCAL_LLM__ENABLED"] == "off"
+
+
+def test_migrations_run_presync_after_the_secret(app: Rendered) -> None:
+    jobs = {j["metadata"]["name"]: j for j in app.of_kind("Job")}
+    migrate = next(j for n, j in jobs.items() if n.endswith("-migrate"))
+    ann = migrate["metadata"]["annotations"]
+    assert ann["argocd.argoproj.io/hook"] == "PreSync"
+    es_ann = app.one("ExternalSecret")["metadata"]["annotations"]
+    assert es_ann["argocd.argoproj.io/hook"] == "PreSync"
+    assert int(es_ann["argocd.argoproj.io/sync-wave"]) < int(ann["argocd.argoproj.io/sync-wave"])
+    env = migrate["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert env[0]["name"] == "ENSEMBLE_DATABASE_URL" and "secretKeyRef" in env[0]["valueFrom"]
+
+
+def test_postsync_smoke_test_sends_a_chat_turn_to_the_service(app: Rendered) -> None:
+    job = next(j for j in app.of_kind("Job") if j["metadata"]["name"].endswith("-smoke-test"))
+    assert job["metadata"]["annotations"]["argocd.argoproj.io/hook"] == "PostSync"
+    cmd = job["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert cmd[:2] == ["python", "/app/deploy/smoke_chat.py"]
+    url = urlparse(cmd[cmd.index("--url") + 1])
+    svc = app.one("Service")
+    assert url.hostname == f"{svc['metadata']['name']}.{app.namespace}.svc.cluster.local"
+    assert url.port == svc["spec"]["ports"][0]["port"]
