@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from langchain_openai import ChatOpenAI
+from pydantic import SecretStr
 
 from core.settings import ChatEndpoint, Settings
 
@@ -20,7 +21,7 @@ def chat_model(endpoint: ChatEndpoint) -> ChatOpenAI:
     """A streaming chat client for `endpoint`. Retries are off: callers decide what is safe to repeat."""
     return ChatOpenAI(
         base_url=endpoint.base_url,
-        api_key=endpoint.api_key if endpoint.api_key.get_secret_value() else "none",  # type: ignore[arg-type]
+        api_key=endpoint.api_key if endpoint.api_key.get_secret_value() else SecretStr("none"),
         model=endpoint.model or "default",
         timeout=endpoint.timeout,
         max_retries=0,

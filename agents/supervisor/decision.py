@@ -153,9 +153,7 @@ class Router:
             return system + "\n" + self._settings.prompt("supervisor.route_tools", model, ROUTER_TOOLS_INSTRUCTIONS)
         return system + "\n" + self._settings.prompt("supervisor.route_json", model, ROUTER_JSON_INSTRUCTIONS)
 
-    async def decide(
-        self, history: Sequence[AnyMessage], specs: Sequence[SpecialistSpec], user_text: str
-    ) -> Decision:
+    async def decide(self, history: Sequence[AnyMessage], specs: Sequence[SpecialistSpec], user_text: str) -> Decision:
         names = [spec.name for spec in specs]
         limit = self._settings.max_specialists_per_turn
         messages: list[AnyMessage] = [SystemMessage(self._system(specs)), *history]

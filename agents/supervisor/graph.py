@@ -19,7 +19,7 @@ from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemM
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.config import get_stream_writer
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 from langgraph.types import Command
@@ -115,11 +115,17 @@ class SupervisorNodes:
             raise
         except Exception as exc:
             raise self._supervisor_error(exc) from exc
-        writer({"event": "decision", "tasks": [asdict(t) for t in decision.tasks],
-                "attempts": decision.attempts, "fell_back": decision.fell_back})
+        writer(
+            {
+                "event": "decision",
+                "tasks": [asdict(t) for t in decision.tasks],
+                "attempts": decision.attempts,
+                "fell_back": decision.fell_back,
+            }
+        )
         if decision.answer is not None and decision.answer.text.strip():
             writer({"event": "final", "content": decision.answer.text})
-            return Command(goto=END, update={"messages": [decision.answer], "notices": notices})
+            return Command(goto="__end__", update={"messages": [decision.answer], "notices": notices})
         if decision.tasks:
             return Command(goto="specialists", update={"tasks": list(decision.tasks), "notices": notices})
         return Command(goto="answer", update={"tasks": [], "notices": notices})
@@ -142,8 +148,15 @@ class SupervisorNodes:
             entry = self._registry.get(task.specialist)
             assert entry is not None, task.specialist
             step_id = f"{task.specialist}-{index}-{uuid.uuid4().hex[:8]}"
-            writer({"event": "step_start", "step_id": step_id, "specialist": task.specialist,
-                    "title": entry.spec.title, "input": task.request})
+            writer(
+                {
+                    "event": "step_start",
+                    "step_id": step_id,
+                    "specialist": task.specialist,
+                    "title": entry.spec.title,
+                    "input": task.request,
+                }
+            )
             tags = [f"step:{step_id}", *([ANSWER_TAG] if forward else [])]
             config: RunnableConfig = {"tags": tags, "run_name": f"specialist.{task.specialist}"}
             started = time.perf_counter()
@@ -159,9 +172,17 @@ class SupervisorNodes:
                 )
                 result = SpecialistResult(content=message, error=True)
             seconds = time.perf_counter() - started
-            writer({"event": "step_end", "step_id": step_id, "specialist": task.specialist,
-                    "output": result.content, "error": result.error, "seconds": seconds,
-                    "artifacts": [asdict(a) for a in result.artifacts]})
+            writer(
+                {
+                    "event": "step_end",
+                    "step_id": step_id,
+                    "specialist": task.specialist,
+                    "output": result.content,
+                    "error": result.error,
+                    "seconds": seconds,
+                    "artifacts": [asdict(a) for a in result.artifacts],
+                }
+            )
             return TaskOutcome(task=task, content=result.content, error=result.error, seconds=seconds)
 
         outcomes = list(await asyncio.gather(*(run(i, t) for i, t in enumerate(tasks))))
@@ -169,7 +190,7 @@ class SupervisorNodes:
             content = outcomes[0].content
             writer({"event": "final", "content": content})
             message = AIMessage(content=content, name=outcomes[0].task.specialist)
-            return Command(goto=END, update={"outcomes": outcomes, "messages": [message]})
+            return Command(goto="__end__", update={"outcomes": outcomes, "messages": [message]})
         return Command(goto="answer", update={"outcomes": outcomes})
 
     async def answer(self, state: SupervisorState, runtime: Runtime[RunContext]) -> Command[Literal["__end__"]]:
@@ -182,13 +203,12 @@ class SupervisorNodes:
         if self._supervisor is None or (command is not None and not outcomes and notices):
             content = "\n\n".join(notices) if notices else NO_SUPERVISOR
             writer({"event": "final", "content": content})
-            return Command(goto=END, update={"messages": [AIMessage(content=content)]})
+            return Command(goto="__end__", update={"messages": [AIMessage(content=content)]})
 
         model = self._supervisor.model_name
         if outcomes:
             reports = "\n".join(
-                REPORT_TEMPLATE.format(name=o.task.specialist, status="failed" if o.error else "ok",
-                                       content=o.content)
+                REPORT_TEMPLATE.format(name=o.task.specialist, status="failed" if o.error else "ok", content=o.content)
                 for o in outcomes
             )
             template = self._settings.prompt("supervisor.synthesis", model, SYNTHESIS_SYSTEM_PROMPT)
@@ -207,7 +227,7 @@ class SupervisorNodes:
             raise self._supervisor_error(exc) from exc
         content = "".join(parts).strip()
         writer({"event": "final", "content": content})
-        return Command(goto=END, update={"messages": [AIMessage(content=content)]})
+        return Command(goto="__end__", update={"messages": [AIMessage(content=content)]})
 
 
 def build_graph(

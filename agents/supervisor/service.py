@@ -10,7 +10,7 @@ import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
@@ -131,8 +131,11 @@ class EnsembleService:
             if setup is not None:
                 await setup()
             graph = build_graph(
-                settings=settings, registry=registry, supervisor=models.supervisor,
-                checkpointer=checkpointer, recall=recall,
+                settings=settings,
+                registry=registry,
+                supervisor=models.supervisor,
+                checkpointer=checkpointer,
+                recall=recall,
             )
         except BaseException:
             await stack.aclose()
@@ -165,17 +168,21 @@ class EnsembleService:
         note = "" if not files else "\n\n(attached: " + ", ".join(f.name for f in files) + ")"
         turn_input: dict[str, Any] = {
             "messages": [HumanMessage(content=text + note)],
-            "files": list(files), "new_files": list(files),
-            "tasks": [], "outcomes": [], "notices": [],
+            "files": list(files),
+            "new_files": list(files),
+            "tasks": [],
+            "outcomes": [],
+            "notices": [],
         }
         context = RunContext(user_id=user_id, thread_id=thread_id)
         partial: list[str] = []
         artifacts: list[dict[str, Any]] = []
         final: str | None = None
         try:
-            async for mode, chunk in self.graph.astream(
+            async for item in self.graph.astream(
                 turn_input, config, context=context, stream_mode=["messages", "custom"]
             ):
+                mode, chunk = cast(tuple[str, Any], item)
                 if mode == "messages":
                     message, metadata = chunk
                     if not isinstance(message, AIMessageChunk) or not message.text:
@@ -195,8 +202,14 @@ class EnsembleService:
                 elif event == "step_end":
                     step_artifacts = tuple(chunk["artifacts"])
                     artifacts.extend(step_artifacts)
-                    yield StepFinished(chunk["step_id"], chunk["specialist"], chunk["output"], chunk["error"],
-                                       chunk["seconds"], step_artifacts)
+                    yield StepFinished(
+                        chunk["step_id"],
+                        chunk["specialist"],
+                        chunk["output"],
+                        chunk["error"],
+                        chunk["seconds"],
+                        step_artifacts,
+                    )
                 elif event == "notice":
                     yield Notice(chunk["text"])
                 elif event == "final":
@@ -205,8 +218,10 @@ class EnsembleService:
             await asyncio.shield(self._mark_interrupted(config, "".join(partial), "stopped"))
             raise
         except Exception as exc:
-            message = str(exc) if isinstance(exc, EnsembleError) else (
-                f"Something went wrong in Ensemble ({type(exc).__name__}); the error was logged."
+            message = (
+                str(exc)
+                if isinstance(exc, EnsembleError)
+                else (f"Something went wrong in Ensemble ({type(exc).__name__}); the error was logged.")
             )
             if not isinstance(exc, EnsembleError):
                 log.exception("turn failed in thread %s", thread_id)

@@ -52,14 +52,23 @@ class RecordingSpecialist:
 
 def spec_for(name: str, specialist: RecordingSpecialist | None, *, asks_for: str = r"(?!)") -> SpecialistSpec:
     return SpecialistSpec(
-        name=name, title=name.title(), description=f"does {name} things",
-        enable_hint=f"set ENSEMBLE_{name.upper()}__BASE_URL", asks_for=re.compile(asks_for, re.I),
-        build=lambda deps: specialist, command=f"/{name}",
+        name=name,
+        title=name.title(),
+        description=f"does {name} things",
+        enable_hint=f"set ENSEMBLE_{name.upper()}__BASE_URL",
+        asks_for=re.compile(asks_for, re.I),
+        build=lambda deps: specialist,
+        command=f"/{name}",
     )
 
 
-async def start(tmp_path: Path, llm: ScriptedChatModel | None, specs: list[SpecialistSpec],
-                mode: StructuredOutput = "json_object", **overrides: Any) -> EnsembleService:
+async def start(
+    tmp_path: Path,
+    llm: ScriptedChatModel | None,
+    specs: list[SpecialistSpec],
+    mode: StructuredOutput = "json_object",
+    **overrides: Any,
+) -> EnsembleService:
     settings = Settings(data_dir=tmp_path, _env_file=None, **overrides)  # type: ignore[call-arg]
     supervisor = None if llm is None else scripted_client(llm, mode)
     models = ModelClients(supervisor=supervisor, code=None, vision=None)
@@ -130,8 +139,9 @@ async def test_scripted_malformed_decision_retried_once_then_used(service_factor
 
 
 async def test_scripted_two_bad_decisions_fall_back_to_direct_answer(service_factory: Any) -> None:
-    llm = ScriptedChatModel(script=[
-        decision(("nonexistent", "x")), AIMessage(content="[]"), AIMessage(content="I will answer myself.")])
+    llm = ScriptedChatModel(
+        script=[decision(("nonexistent", "x")), AIMessage(content="[]"), AIMessage(content="I will answer myself.")]
+    )
     code = RecordingSpecialist("code", "unused")
     service = await service_factory(llm, [spec_for("code", code)])
     events = await run_turn(service, "something")
@@ -161,8 +171,12 @@ async def test_scripted_tools_mode_plain_reply_is_the_answer_in_one_call(service
 
 
 async def test_scripted_tools_mode_invalid_arguments_retry_then_fallback(service_factory: Any) -> None:
-    bad = AIMessage(content="", invalid_tool_calls=[
-        {"name": "ask_code", "args": "{broken", "id": "b1", "error": "bad json", "type": "invalid_tool_call"}])
+    bad = AIMessage(
+        content="",
+        invalid_tool_calls=[
+            {"name": "ask_code", "args": "{broken", "id": "b1", "error": "bad json", "type": "invalid_tool_call"}
+        ],
+    )
     llm = ScriptedChatModel(script=[bad, bad.model_copy(), AIMessage(content="Direct answer.")])
     code = RecordingSpecialist("code", "unused")
     service = await service_factory(llm, [spec_for("code", code)], mode="tools")
@@ -230,8 +244,9 @@ async def test_scripted_supervisor_server_error_is_readable_and_chat_stays_usabl
     import httpx
 
     request = httpx.Request("POST", "http://scripted.invalid/v1/chat/completions")
-    llm = ScriptedChatModel(script=[openai.APIConnectionError(request=request), decision(),
-                                    AIMessage(content="Back again.")])
+    llm = ScriptedChatModel(
+        script=[openai.APIConnectionError(request=request), decision(), AIMessage(content="Back again.")]
+    )
     service = await service_factory(llm, [spec_for("code", RecordingSpecialist("code", ""))])
     events = await run_turn(service, "first")
     assert isinstance(events[-1], TurnFailed)
@@ -244,9 +259,16 @@ async def test_scripted_supervisor_server_error_is_readable_and_chat_stays_usabl
 
 
 async def test_scripted_turns_of_one_chat_share_history_and_chats_are_separate(service_factory: Any) -> None:
-    llm = ScriptedChatModel(script=[decision(), AIMessage(content="Nice to meet you, Ada."),
-                                    decision(), AIMessage(content="You are Ada."),
-                                    decision(), AIMessage(content="I don't know.")])
+    llm = ScriptedChatModel(
+        script=[
+            decision(),
+            AIMessage(content="Nice to meet you, Ada."),
+            decision(),
+            AIMessage(content="You are Ada."),
+            decision(),
+            AIMessage(content="I don't know."),
+        ]
+    )
     service = await service_factory(llm, [spec_for("code", RecordingSpecialist("code", ""))])
     await run_turn(service, "I am Ada", thread="chat-a")
     await run_turn(service, "who am I?", thread="chat-a")

@@ -41,40 +41,74 @@ class ScriptedChatModel(BaseChatModel):
             raise reply
         return reply
 
-    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                  run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
         return ChatResult(generations=[ChatGeneration(message=self._next(messages, kwargs))])
 
-    def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
         raise NotImplementedError
 
-    async def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None,
-                       run_manager: AsyncCallbackManagerForLLMRun | None = None,
-                       **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
         reply = self._next(messages, kwargs)
         text = reply.text
-        pieces = [text[i:i + 4] for i in range(0, len(text), 4)] or [""]
+        pieces = [text[i : i + 4] for i in range(0, len(text), 4)] or [""]
         for piece in pieces:
             chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
             if run_manager is not None:
                 await run_manager.on_llm_new_token(piece, chunk=chunk)
             yield chunk
         for index, call in enumerate(reply.tool_calls):
-            yield ChatGenerationChunk(message=AIMessageChunk(content="", tool_call_chunks=[
-                tool_call_chunk(name=call["name"], args=json.dumps(call["args"]), id=call.get("id") or f"c{index}",
-                                index=index)]))
+            yield ChatGenerationChunk(
+                message=AIMessageChunk(
+                    content="",
+                    tool_call_chunks=[
+                        tool_call_chunk(
+                            name=call["name"],
+                            args=json.dumps(call["args"]),
+                            id=call.get("id") or f"c{index}",
+                            index=index,
+                        )
+                    ],
+                )
+            )
         for index, bad in enumerate(reply.invalid_tool_calls, start=len(reply.tool_calls)):
-            yield ChatGenerationChunk(message=AIMessageChunk(content="", tool_call_chunks=[
-                tool_call_chunk(name=bad.get("name"), args=bad.get("args"), id=bad.get("id") or f"b{index}",
-                                index=index)]))
+            yield ChatGenerationChunk(
+                message=AIMessageChunk(
+                    content="",
+                    tool_call_chunks=[
+                        tool_call_chunk(
+                            name=bad.get("name"), args=bad.get("args"), id=bad.get("id") or f"b{index}", index=index
+                        )
+                    ],
+                )
+            )
 
 
 def tool_call(name: str, **args: Any) -> dict[str, Any]:
     return {"name": name, "args": args, "id": f"call-{name}", "type": "tool_call"}
 
 
-def scripted_client(model: ScriptedChatModel, structured_output: StructuredOutput = "json_object",
-                    role: str = "supervisor") -> ModelClient:
-    endpoint = ChatEndpoint(base_url="http://scripted.invalid/v1", model="scripted", structured_output=structured_output)
+def scripted_client(
+    model: ScriptedChatModel, structured_output: StructuredOutput = "json_object", role: str = "supervisor"
+) -> ModelClient:
+    endpoint = ChatEndpoint(
+        base_url="http://scripted.invalid/v1", model="scripted", structured_output=structured_output
+    )
     return ModelClient(role, endpoint, model)  # type: ignore[arg-type]

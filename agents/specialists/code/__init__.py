@@ -11,8 +11,9 @@ SPEC = SpecialistSpec(
     description="Writes, explains, reviews and debugs source code in any programming language.",
     enable_hint="set ENSEMBLE_CODE__BASE_URL (and ENSEMBLE_CODE__MODEL) to an OpenAI-compatible server "
     "such as TabbyAPI serving CodeLlama-34B-Instruct",
-    asks_for=re.compile(r"\b(write|fix|debug|refactor|review)\b.{0,40}\b(code|function|script|program|class)\b",
-                        re.I | re.S),
+    asks_for=re.compile(
+        r"\b(write|fix|debug|refactor|review)\b.{0,40}\b(code|function|script|program|class)\b", re.I | re.S
+    ),
     build=build,
     command="/code",
 )

@@ -1,0 +1,68 @@
+"""`ensemble`: start the app (and the embedded model server when no LLM is configured)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from pathlib import Path
+
+from core.errors import EnsembleError
+from core.local_llm import LocalLLMServer
+from core.settings import Settings
+
+APP = Path(__file__).with_name("app.py")
+
+
+async def _up(host: str, port: int, with_local_llm: bool) -> int:
+    settings = Settings()
+    async with contextlib.AsyncExitStack() as stack:
+        if with_local_llm and settings.local_llm_active:
+            print(f"Starting the embedded model server (SmolLM2-135M) at {settings.local_llm.base_url} ...")
+            await stack.enter_async_context(LocalLLMServer(settings.local_llm, settings.data_dir / "local-llm.log"))
+        command = [sys.executable, "-m", "chainlit", "run", str(APP), "--host", host, "--port", str(port), "--headless"]
+        print(f"Ensemble is starting at http://{host}:{port}")
+        app = await asyncio.create_subprocess_exec(*command, cwd=str(APP.parent.parent))
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, app.terminate)
+        return await app.wait()
+    return 0
+
+
+async def _local_llm() -> int:
+    settings = Settings()
+    async with LocalLLMServer(settings.local_llm, settings.data_dir / "local-llm.log") as server:
+        print(f"Embedded model server ready at {server.base_url} (Ctrl-C to stop)")
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ensemble", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="run the chat app (and the embedded model server if no LLM is configured)")
+    up.add_argument("--host", default="127.0.0.1")
+    up.add_argument("--port", type=int, default=8000)
+    up.add_argument("--no-local-llm", action="store_true", help="never start the embedded model server")
+    sub.add_parser("local-llm", help="run only the embedded model server")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "up":
+            return asyncio.run(_up(args.host, args.port, not args.no_local_llm))
+        return asyncio.run(_local_llm())
+    except EnsembleError as exc:
+        print(f"ensemble: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

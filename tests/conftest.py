@@ -1,0 +1,46 @@
+"""Fixtures shared by the whole suite: free ports and the real local llama.cpp server."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from core.local_llm import LocalLLMServer
+from core.settings import LocalLLMSettings
+
+REPO = Path(__file__).resolve().parents[1]
+SPECS = REPO.parent / "shared" / "specs"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def specs_dir() -> Path:
+    """Upstream specs (../shared/specs); tests that need them skip, saying why, where they are absent."""
+    if not SPECS.is_dir():
+        pytest.skip(f"upstream specs not found at {SPECS} (they come with the shared/ folder beside the repo)")
+    return SPECS
+
+
+@pytest.fixture(scope="session")
+async def local_llm(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[LocalLLMSettings]:
+    """A real llama.cpp OpenAI-compatible server on SmolLM2-135M, started once per test session."""
+    settings = LocalLLMSettings(port=free_port(), startup_timeout=120)
+    log = tmp_path_factory.mktemp("local-llm") / "server.log"
+    async with LocalLLMServer(settings, log):
+        yield settings
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Iterator[Path]:
+    """Where tests leave files for people to look at (screenshots): test-results/ in the repo."""
+    path = REPO / "test-results"
+    path.mkdir(exist_ok=True)
+    yield path
