@@ -25,9 +25,7 @@ MAX_SEED = 2**31 - 1
 MIN_SIDE, MAX_SIDE = 64, 2048
 
 _SEED = re.compile(r"[,;(]?\s*\bseed\s*(?:=|:|of|is)?\s*(\d{1,10})\b\)?", re.I)
-_STEPS = re.compile(
-    r"[,;(]?\s*\b(?:(\d{1,2})\s*(?:inference\s+)?steps?|steps?\s*(?:=|:)\s*(\d{1,2}))\b\)?", re.I
-)
+_STEPS = re.compile(r"[,;(]?\s*\b(?:(\d{1,2})\s*(?:inference\s+)?steps?|steps?\s*(?:=|:)\s*(\d{1,2}))\b\)?", re.I)
 _SIZE = re.compile(
     r"[,;(]?\s*\b(?:(?:size|at)\s*[:=]?\s*)?(\d{2,4})\s*[x×]\s*(\d{2,4})\b(?:\s*(?:px|pixels))?\)?", re.I
 )
@@ -73,7 +71,7 @@ def parse_request(text: str, defaults: ImageSettings, seed: int | None = None) -
     if match := _SIZE.search(text):
         width, height = int(match.group(1)), int(match.group(2))
         text = text[: match.start()] + text[match.end() :]
-    prompt = _PREAMBLE.sub("", text, count=1)
+    prompt = _PREAMBLE.sub("", text.strip() + " ", count=1)
     prompt = re.sub(r"\s+", " ", prompt).strip(" ,;:.-—\"'“”")
     return ImageRequest(
         prompt=prompt,
