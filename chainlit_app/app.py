@@ -9,6 +9,8 @@ import logging
 
 import chainlit as cl
 from chainlit.server import app as http_app
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 
 from agents.specialists.base import FileRef
 from agents.supervisor.service import (
@@ -34,8 +36,24 @@ def service() -> EnsembleService:
     return ensemble
 
 
+async def healthz() -> JSONResponse:
+    """Liveness: the process serves HTTP."""
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz() -> JSONResponse:
+    """Readiness: the service started and its own stores answer; specialists' states for operators."""
+    ensemble: EnsembleService | None = getattr(http_app.state, "ensemble", None)
+    ready = ensemble is not None and await ensemble.stores_ready()
+    body = {"status": "ready" if ready else "starting", "specialists": ensemble.status() if ensemble else {}}
+    return JSONResponse(body, status_code=200 if ready else 503)
+
+
 @cl.on_app_startup
 async def startup() -> None:
+    # Chainlit serves its UI from a catch-all route, so probes go in front of it.
+    for path, endpoint in (("/healthz", healthz), ("/readyz", readyz)):
+        http_app.router.routes.insert(0, APIRoute(path, endpoint, methods=["GET"]))
     settings = Settings()
     http_app.state.ensemble = await EnsembleService.start(settings)
     log.info("Ensemble ready; specialists: %s", service().status())

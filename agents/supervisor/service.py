@@ -238,6 +238,15 @@ class EnsembleService:
         except Exception:
             log.exception("could not record the interrupted turn")
 
+    async def stores_ready(self) -> bool:
+        """Whether the app's own stores answer (what /readyz reports)."""
+        try:
+            await self.checkpointer.aget_tuple(self._config("__readyz__"))
+        except Exception:
+            log.exception("checkpointer is not usable")
+            return False
+        return True
+
     async def history(self, thread_id: str) -> list[tuple[str, str]]:
         """(role, text) of a chat's messages, oldest first."""
         snapshot = await self.graph.aget_state(self._config(thread_id))

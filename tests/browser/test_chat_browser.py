@@ -106,3 +106,10 @@ def test_chat_streams_an_answer_and_shows_the_step(app_url: str, artifacts_dir: 
     assert body.count("Write a Python function that returns the square") >= 2, "step input not shown"
     assert "def " in body
     assert shot.exists() and shot.stat().st_size > 10_000
+
+
+def test_probes_answer_before_the_ui(app_url: str) -> None:
+    assert httpx.get(f"{app_url}/healthz", timeout=5).json() == {"status": "ok"}
+    ready = httpx.get(f"{app_url}/readyz", timeout=5)
+    assert ready.status_code == 200 and ready.json()["status"] == "ready"
+    assert ready.json()["specialists"]["code"] == "ready"
