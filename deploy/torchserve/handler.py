@@ -167,6 +167,7 @@ class SDXLTurboHandler:
                 groups.setdefault((job["steps"], job["width"], job["height"]), []).append(idx)
         for (steps, width, height), members in groups.items():
             batch = [jobs[i] for i in members]
+            logger.info("generating a batch of %d: %d step(s), %dx%d", len(batch), steps, width, height)
             try:
                 with torch.inference_mode():
                     images = self.pipe(
