@@ -27,7 +27,9 @@ from tests.specialists.conftest import FakeUpstream, SchemaValidator
 CTX = TurnContext(user_id="u1", thread_id="thread/../1")
 
 
-def png(size: tuple[int, int] = (64, 48), colour: tuple[int, int, int] = (200, 30, 30), fmt: str = "PNG") -> bytes:
+def png(
+    size: tuple[int, int] = (64, 48), colour: tuple[int, int, int] = (200, 30, 30), fmt: str = "PNG"
+) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", size, colour).save(buffer, format=fmt)
     return buffer.getvalue()
@@ -38,7 +40,12 @@ def read(path: Path) -> bytes:
 
 
 def torchserve(fake: FakeUpstream, **kw: Any) -> ImageSettings:
-    values: dict[str, Any] = {"backend": "torchserve", "base_url": fake.base_url, "model": "sdxl_turbo", "timeout": 5}
+    values: dict[str, Any] = {
+        "backend": "torchserve",
+        "base_url": fake.base_url,
+        "model": "sdxl_turbo",
+        "timeout": 5,
+    }
     values.update(kw)
     return ImageSettings(**values)
 
@@ -163,7 +170,11 @@ async def test_api_key_is_sent_as_bearer_token(upstream: FakeUpstream, tmp_path:
             {"code": 507, "type": "OutOfMemory", "message": "the GPU ran out of memory"},
             r"out of memory \(HTTP 507\)",
         ),
-        (500, {"code": 500, "type": "InternalServerException", "message": "Worker died."}, r"HTTP 500: Worker died\."),
+        (
+            500,
+            {"code": 500, "type": "InternalServerException", "message": "Worker died."},
+            r"HTTP 500: Worker died\.",
+        ),
         (
             401,
             {"code": 401, "type": "InvalidKeyException", "message": "Token Authorization failed"},
@@ -212,10 +223,14 @@ async def test_torchserve_timeout_and_unreachable(upstream: FakeUpstream, tmp_pa
     upstream.route("POST", "/predictions/sdxl_turbo", slow)
     async with httpx.AsyncClient() as http:
         backend = TorchServeBackend(torchserve(upstream, timeout=0.5), http)
-        result = await ImageSpecialist(backend, settings(torchserve(upstream), tmp_path)).run("a fox", CTX, {})
+        result = await ImageSpecialist(backend, settings(torchserve(upstream), tmp_path)).run(
+            "a fox", CTX, {}
+        )
         assert result.error and "did not answer within 0.5 s" in result.content
         gone = ImageSettings(base_url="http://127.0.0.1:9", timeout=2)
-        result = await ImageSpecialist(TorchServeBackend(gone, http), settings(gone, tmp_path)).run("a fox", CTX, {})
+        result = await ImageSpecialist(TorchServeBackend(gone, http), settings(gone, tmp_path)).run(
+            "a fox", CTX, {}
+        )
         assert result.error and "Could not reach TorchServe" in result.content
 
 
@@ -249,7 +264,10 @@ async def test_openai_images_request_validates_and_b64_is_decoded(
     (request,) = upstream.requests
     body = request.json()
     assert request.headers["Authorization"] == "Bearer sk-test"
-    for validator in (openai_validator("CreateImageRequest"), openai_validator("CreateImageRequest", strict=True)):
+    for validator in (
+        openai_validator("CreateImageRequest"),
+        openai_validator("CreateImageRequest", strict=True),
+    ):
         errors = list(validator.iter_errors(body))
         assert not errors, [e.message for e in errors]
     assert body == {
@@ -295,13 +313,21 @@ def test_strict_image_schema_catches_unknown_fields(openai_validator: SchemaVali
         (200, {"created": 1, "data": [{"url": "https://img.example/1.png"}]}, "sent a URL instead"),
         (200, {"created": 1, "data": []}, "sent no image"),
         (200, {"created": 1, "data": [{"b64_json": "!!!not base64!!!"}]}, "not valid base64"),
-        (200, {"created": 1, "data": [{"b64_json": base64.b64encode(b"garbage").decode()}]}, "not a readable image"),
+        (
+            200,
+            {"created": 1, "data": [{"b64_json": base64.b64encode(b"garbage").decode()}]},
+            "not a readable image",
+        ),
         (
             401,
             {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}},
             "rejected the API key (HTTP 401)",
         ),
-        (429, {"error": {"message": "Rate limit reached", "type": "requests"}}, "rate-limiting Ensemble (HTTP 429)"),
+        (
+            429,
+            {"error": {"message": "Rate limit reached", "type": "requests"}},
+            "rate-limiting Ensemble (HTTP 429)",
+        ),
         (
             400,
             {
@@ -320,7 +346,9 @@ async def test_openai_images_failures(
     upstream.reply("POST", "/v1/images/generations", status=status, json=reply)
     async with httpx.AsyncClient() as http:
         backend = OpenAIImagesBackend(openai_images(upstream), http)
-        result = await ImageSpecialist(backend, settings(openai_images(upstream), tmp_path)).run("a fox", CTX, {})
+        result = await ImageSpecialist(backend, settings(openai_images(upstream), tmp_path)).run(
+            "a fox", CTX, {}
+        )
     assert result.error and expected in result.content, result.content
 
 
@@ -328,7 +356,9 @@ async def test_openai_images_malformed_json(upstream: FakeUpstream, tmp_path: Pa
     upstream.reply("POST", "/v1/images/generations", text="{not json", content_type="application/json")
     async with httpx.AsyncClient() as http:
         backend = OpenAIImagesBackend(openai_images(upstream), http)
-        result = await ImageSpecialist(backend, settings(openai_images(upstream), tmp_path)).run("a fox", CTX, {})
+        result = await ImageSpecialist(backend, settings(openai_images(upstream), tmp_path)).run(
+            "a fox", CTX, {}
+        )
     assert result.error and "malformed JSON" in result.content
 
 
@@ -342,7 +372,9 @@ async def test_backend_is_chosen_by_settings_alone(tmp_path: Path) -> None:
         assert isinstance(
             image_backend(ImageSettings(backend="openai", base_url="http://x/v1"), http), OpenAIImagesBackend
         )
-        off = SpecialistDeps(settings=Settings(_env_file=None), models=ModelClients(None, None, None), http=http)  # type: ignore[call-arg]
+        off = SpecialistDeps(
+            settings=Settings(_env_file=None), models=ModelClients(None, None, None), http=http
+        )  # type: ignore[call-arg]
         assert SPEC.build(off) is None
         on = SpecialistDeps(
             settings=settings(ImageSettings(base_url="http://ts:8080"), tmp_path),

@@ -39,7 +39,9 @@ def decoded(data: bytes) -> Image.Image:
     return image
 
 
-def half_and_half(size: tuple[int, int], left: tuple[int, int, int], right: tuple[int, int, int]) -> Image.Image:
+def half_and_half(
+    size: tuple[int, int], left: tuple[int, int, int], right: tuple[int, int, int]
+) -> Image.Image:
     image = Image.new("RGB", size, right)
     image.paste(left, (0, 0, size[0] // 2, size[1]))
     return image
@@ -49,11 +51,19 @@ def png_header_only(path: Path, width: int, height: int) -> Path:
     """A PNG whose header claims `width`×`height` but holds almost no data: a decompression-bomb shape."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     path.write_bytes(
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b"")
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
     )
     return path
 
@@ -185,7 +195,9 @@ def test_pillow_global_guard_is_left_alone(tmp_path: Path) -> None:
 
 
 def test_limits_come_from_upload_settings() -> None:
-    limits = ImageLimits.from_settings(UploadSettings(image_max_bytes=123, image_max_pixels=456, image_max_side=789))
+    limits = ImageLimits.from_settings(
+        UploadSettings(image_max_bytes=123, image_max_pixels=456, image_max_side=789)
+    )
     assert limits == ImageLimits(123, 456, 789)
 
 
@@ -261,7 +273,10 @@ def test_the_schema_check_can_fail(openai_validator: SchemaValidator) -> None:
     assert not list(validator.iter_errors(good))
     no_url = {"type": "image_url", "image_url": {"detail": "low"}}
     assert list(validator.iter_errors({**good, "messages": [{"role": "user", "content": [no_url]}]}))
-    wrong_detail = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA==", "detail": "ultra"}}
+    wrong_detail = {
+        "type": "image_url",
+        "image_url": {"url": "data:image/png;base64,AA==", "detail": "ultra"},
+    }
     assert list(validator.iter_errors({**good, "messages": [{"role": "user", "content": [wrong_detail]}]}))
     assert list(validator.iter_errors({"model": "m", "messages": []}))
 
@@ -273,7 +288,9 @@ async def test_several_images_are_labelled_and_downscaled(
     big = tmp_path / "big.jpg"
     half_and_half((1000, 500), RED, BLUE).save(big, quality=92)
     a = ref(tmp_path, "a.png", RED)
-    b = FileRef(id="b", name="big.jpg", path=str(big), mime="image/jpeg", size=big.stat().st_size, kind="image")
+    b = FileRef(
+        id="b", name="big.jpg", path=str(big), mime="image/jpeg", size=big.stat().st_size, kind="image"
+    )
     specialist = VisionSpecialist(vision_client(upstream), settings(tmp_path))
     result = await specialist.run("Compare both images", TurnContext("u", "t", files=(a, b)), {})
     assert not result.error
@@ -287,18 +304,24 @@ async def test_several_images_are_labelled_and_downscaled(
     assert decoded(base64.b64decode(urls[1].split(",", 1)[1])).size == (128, 64)
 
 
-async def test_follow_up_uses_an_earlier_image_without_reupload(upstream: FakeUpstream, tmp_path: Path) -> None:
+async def test_follow_up_uses_an_earlier_image_without_reupload(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
     chat_route(upstream, "It is green.")
     first, second = ref(tmp_path, "first.png", GREEN), ref(tmp_path, "notes.txt", kind="document")
     ctx = TurnContext("u", "t", files=(first, second), new_files=())
-    result = await VisionSpecialist(vision_client(upstream), settings(tmp_path)).run("and its colour?", ctx, {})
+    result = await VisionSpecialist(vision_client(upstream), settings(tmp_path)).run(
+        "and its colour?", ctx, {}
+    )
     assert result.content == "It is green."
     (part,) = image_parts(upstream.requests[0].json())
     sent = decoded(base64.b64decode(part["image_url"]["url"].split(",", 1)[1]))
     assert close(sent.convert("RGB").getpixel((1, 1)), GREEN, tol=2)
 
 
-async def test_bad_upload_is_refused_without_calling_the_model(upstream: FakeUpstream, tmp_path: Path) -> None:
+async def test_bad_upload_is_refused_without_calling_the_model(
+    upstream: FakeUpstream, tmp_path: Path
+) -> None:
     chat_route(upstream, "should not be asked")
     fake = tmp_path / "fake.png"
     fake.write_bytes(b"%PDF-1.7 not an image")
@@ -337,7 +360,9 @@ async def test_no_image_in_chat(upstream: FakeUpstream, tmp_path: Path) -> None:
 async def test_server_errors_become_messages(
     upstream: FakeUpstream, tmp_path: Path, status: int, expected: str
 ) -> None:
-    upstream.reply("POST", "/v1/chat/completions", status=status, json={"error": {"message": "image too large"}})
+    upstream.reply(
+        "POST", "/v1/chat/completions", status=status, json={"error": {"message": "image too large"}}
+    )
     result = await VisionSpecialist(vision_client(upstream), settings(tmp_path)).run(
         "what?", TurnContext("u", "t", files=(ref(tmp_path, "a.png"),)), {}
     )
@@ -367,9 +392,13 @@ async def test_unreachable_server(tmp_path: Path) -> None:
 
 async def test_available_only_with_a_vision_server(tmp_path: Path) -> None:
     async with httpx.AsyncClient() as http:
-        off = SpecialistDeps(settings=Settings(_env_file=None), models=ModelClients(None, None, None), http=http)  # type: ignore[call-arg]
+        off = SpecialistDeps(
+            settings=Settings(_env_file=None), models=ModelClients(None, None, None), http=http
+        )  # type: ignore[call-arg]
         assert SPEC.build(off) is None
-        on_settings = Settings(vision=ChatEndpoint(base_url="http://sglang:30000/v1", model="llava"), _env_file=None)  # type: ignore[call-arg]
+        on_settings = Settings(
+            vision=ChatEndpoint(base_url="http://sglang:30000/v1", model="llava"), _env_file=None
+        )  # type: ignore[call-arg]
         on = SpecialistDeps(settings=on_settings, models=ModelClients.from_settings(on_settings), http=http)
         assert isinstance(SPEC.build(on), VisionSpecialist)
     assert "ENSEMBLE_VISION__BASE_URL" in SPEC.enable_hint

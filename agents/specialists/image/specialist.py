@@ -25,7 +25,9 @@ MAX_SEED = 2**31 - 1
 MIN_SIDE, MAX_SIDE = 64, 2048
 
 _SEED = re.compile(r"[,;(]?\s*\bseed\s*(?:=|:|of|is)?\s*(\d{1,10})\b\)?", re.I)
-_STEPS = re.compile(r"[,;(]?\s*\b(?:(\d{1,2})\s*(?:inference\s+)?steps?|steps?\s*(?:=|:)\s*(\d{1,2}))\b\)?", re.I)
+_STEPS = re.compile(
+    r"[,;(]?\s*\b(?:(\d{1,2})\s*(?:inference\s+)?steps?|steps?\s*(?:=|:)\s*(\d{1,2}))\b\)?", re.I
+)
 _SIZE = re.compile(
     r"[,;(]?\s*\b(?:(?:size|at)\s*[:=]?\s*)?(\d{2,4})\s*[x×]\s*(\d{2,4})\b(?:\s*(?:px|pixels))?\)?", re.I
 )

@@ -167,8 +167,8 @@ class SearxngSearch:
             )
             if response.status_code == 403:
                 raise SearchError(
-                    f"{what} refused JSON output (HTTP 403). Enable `json` under `search.formats` "
-                    "in its settings.yml."
+                    f"{what} refused JSON output (HTTP 403). "
+                    "Enable `json` under `search.formats` in its settings.yml."
                 )
             if response.status_code == 429:
                 raise SearchError(
