@@ -14,6 +14,7 @@ WAIT_TIMEOUT_SECONDS="${WAIT_TIMEOUT_SECONDS:-3600}"
 LOCK_STALE_SECONDS="${LOCK_STALE_SECONDS:-1800}"
 PARALLEL="${PARALLEL:-64}"                  # concurrent S3 requests
 VERIFY_JOBS="${VERIFY_JOBS:-$(nproc)}"
+POLL_SECONDS="${POLL_SECONDS:-5}"          # how often a waiting filler looks for the marker
 
 log() { printf '%s fill-cache: %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
@@ -44,9 +45,10 @@ fill_one() {
     if [ "$(date +%s)" -ge "$deadline" ]; then
       log "$name: no completion marker after ${WAIT_TIMEOUT_SECONDS}s"; return 1
     fi
-    sleep 5
+    sleep "$POLL_SECONDS"
   done
-  trap 'rm -rf "$lock" "$partial"' EXIT
+  # expanded now: the trap may run after this function's locals are gone
+  trap "rm -rf '$lock' '$partial'" EXIT
   local started; started=$(date +%s)
   rm -rf "$partial"; mkdir -p "$partial"
   log "$name: downloading $uri"

@@ -1,0 +1,58 @@
+"""Create or upgrade Ensemble's database schemas; run by the chart's PreSync Job before new pods start.
+
+Idempotent: every step is the library's own `setup()`/`create_all`, which only adds what is missing.
+Steps: the accounts table (memory.users), LangGraph's PostgreSQL store (memory) and checkpointer
+(conversation state). Settings come from the environment through core.settings, as in the app.
+Exit status 0 when every schema is in place, 1 with the reason otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+log = logging.getLogger("ensemble.migrate")
+
+
+async def migrate() -> list[str]:
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+    from langgraph.store.postgres.aio import AsyncPostgresStore
+
+    from core.settings import Settings
+    from memory.factory import store_location
+    from memory.users import UserStore
+
+    settings = Settings()
+    if settings.database_url is None:
+        raise SystemExit("ENSEMBLE_DATABASE_URL is not set: nothing to migrate in a cluster")
+    done = []
+    users = await UserStore.from_settings(settings)
+    await users.aclose()
+    done.append("accounts table")
+    location = store_location(settings)
+    if location.backend == "postgres":
+        async with AsyncPostgresStore.from_conn_string(location.target) as store:
+            await store.setup()
+        done.append("memory store")
+        async with AsyncPostgresSaver.from_conn_string(location.target) as saver:
+            await saver.setup()
+        done.append("checkpoints")
+    return done
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    try:
+        done = asyncio.run(migrate())
+    except SystemExit:
+        raise
+    except Exception as exc:  # report any failure as the Job's reason, then fail the sync
+        log.error("migration failed: %s: %s", type(exc).__name__, exc)
+        return 1
+    log.info("schemas ready: %s", ", ".join(done))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""The app image's Dockerfile, checked structurally (no Docker engine here to build it)."""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import shlex
+
+from .conftest import REPO
+
+
+def _instructions() -> list[tuple[str, str]]:
+    out, buf = [], ""
+    for raw in (REPO / "Dockerfile").read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        buf = f"{buf} {line[:-1]}" if line.endswith("\\") else f"{buf} {line}"
+        if not line.endswith("\\"):
+            word, _, rest = buf.strip().partition(" ")
+            out.append((word.upper(), rest.strip()))
+            buf = ""
+    return out
+
+
+def _stages() -> list[list[tuple[str, str]]]:
+    stages: list[list[tuple[str, str]]] = []
+    for ins in _instructions():
+        if ins[0] == "FROM":
+            stages.append([])
+        stages[-1].append(ins)
+    return stages
+
+
+def test_multi_stage_with_pinned_bases() -> None:
+    stages = _stages()
+    assert len(stages) >= 2
+    for stage in stages:
+        image = stage[0][1].split()[0]
+        _, _, tag = image.partition(":")
+        assert tag and tag != "latest" and any(ch.isdigit() for ch in tag), image
+    final = stages[-1]
+    assert any(k == "COPY" and "--from=build" in v for k, v in final), "the runtime stage copies the built venv"
+    assert not any(k == "RUN" and "pip install" in v for k, v in final), "no build tools in the runtime stage"
+
+
+def test_installs_the_project_without_the_local_extra() -> None:
+    runs = " ".join(v for k, v in _instructions() if k == "RUN")
+    assert "pip install ." in runs
+    assert "[local]" not in runs and ".[local" not in runs
+
+
+def test_runs_as_non_root_with_a_healthcheck_and_chainlit_on_all_interfaces() -> None:
+    final = _stages()[-1]
+    users = [v for k, v in final if k == "USER"]
+    assert users and users[-1].split(":")[0] not in ("root", "0")
+    (health,) = [v for k, v in final if k == "HEALTHCHECK"]
+    assert "/healthz" in health and "--interval=" in health
+    (cmd,) = [v for k, v in final if k == "CMD"]
+    argv = json.loads(cmd)
+    assert argv[:3] == ["chainlit", "run", "chainlit_app/app.py"]
+    assert argv[argv.index("--host") + 1] == "0.0.0.0" and argv[argv.index("--port") + 1] == "8000"
+    assert ("EXPOSE", "8000") in final
+
+
+def test_copied_paths_exist_and_are_not_dockerignored() -> None:
+    ignored = [p.strip() for p in (REPO / ".dockerignore").read_text().splitlines() if p.strip() and p[0] != "#"]
+    for k, v in _instructions():
+        if k != "COPY" or "--from=" in v:
+            continue
+        parts = [p for p in shlex.split(v) if not p.startswith("--")]
+        for src in parts[:-1]:
+            assert (REPO / src).exists(), f"COPY {src}: missing"
+            assert not any(fnmatch.fnmatch(src, pat) or src.startswith(pat.rstrip("/") + "/") for pat in ignored), src
+    for must in (".git", ".venv", "tests", ".env"):
+        assert must in ignored

@@ -1,0 +1,64 @@
+"""The PreSync migration Job's script, run for real against the machine's PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from .conftest import REPO
+
+psycopg = pytest.importorskip("psycopg")
+pytestmark = pytest.mark.postgres
+
+ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture
+def scratch_db() -> Iterator[str]:
+    try:
+        admin = psycopg.connect(ADMIN, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"PostgreSQL on 127.0.0.1:5432 is not reachable: {exc}")
+    name = f"ensemble_migrate_{uuid.uuid4().hex[:8]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def _run(url: str | None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENSEMBLE_")}
+    env["PYTHONPATH"] = str(REPO)
+    if url:
+        env["ENSEMBLE_DATABASE_URL"] = url
+    return subprocess.run([sys.executable, str(REPO / "deploy" / "migrate.py")], env=env, cwd="/tmp",
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_migration_creates_every_schema_and_is_idempotent(scratch_db: str) -> None:
+    for _ in range(2):  # every sync runs it again
+        proc = _run(scratch_db)
+        assert proc.returncode == 0, proc.stderr
+        assert "schemas ready: accounts table, memory store, checkpoints" in proc.stderr
+    with psycopg.connect(scratch_db) as conn:
+        tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+    assert {"ensemble_users", "store", "checkpoints", "checkpoint_writes", "checkpoint_blobs"} <= tables
+
+
+def test_migration_fails_the_sync_when_the_database_is_unreachable() -> None:
+    proc = _run("postgresql://postgres@127.0.0.1:1/nowhere")
+    assert proc.returncode == 1
+    assert "migration failed" in proc.stderr
+
+
+def test_migration_refuses_without_a_database_url() -> None:
+    proc = _run(None)
+    assert proc.returncode != 0
+    assert "ENSEMBLE_DATABASE_URL is not set" in proc.stderr

@@ -1,0 +1,143 @@
+"""Weight caching: the fill-cache script (model pods' init container and the fill-node-cache
+WorkflowTemplate) run for real with bash. Only the S3 transport is replaced: a `fake_s3` shim named
+`aws` serves `aws s3 cp --recursive` from a local folder and counts downloads."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import stat
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import DEPLOY
+
+SCRIPT = DEPLOY / "charts" / "model-server" / "files" / "fill-cache.sh"
+
+FAKE_AWS = """#!/bin/bash
+# fake_s3: `aws configure set ...` is a no-op; `aws s3 cp --recursive [flags] s3://b/p/ DEST/` copies
+# $FAKE_S3_ROOT/b/p/ to DEST and appends one line to $FAKE_S3_ROOT/downloads.log.
+set -euo pipefail
+[ "$1" = configure ] && exit 0
+args=(); for a in "$@"; do case "$a" in --*|s3|cp) ;; *) args+=("$a");; esac; done
+src="${args[0]#s3://}"; dest="${args[1]}"
+[ -d "$FAKE_S3_ROOT/$src" ] || { echo "NoSuchKey: $src" >&2; exit 1; }
+sleep "${FAKE_S3_DELAY:-0}"
+mkdir -p "$dest"; cp -R "$FAKE_S3_ROOT/$src/." "$dest/"
+echo "$src" >> "$FAKE_S3_ROOT/downloads.log"
+"""
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> dict[str, Path]:
+    if shutil.which("bash") is None or shutil.which("sha256sum") is None:
+        pytest.skip("needs bash and coreutils")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    aws = bin_dir / "aws"
+    aws.write_text(FAKE_AWS)
+    aws.chmod(aws.stat().st_mode | stat.S_IEXEC)
+    s3 = tmp_path / "s3"
+    model = s3 / "bucket" / "models" / "tiny" / "abc123"
+    (model / "sub").mkdir(parents=True)
+    (model / "model.safetensors").write_bytes(os.urandom(256 * 1024))
+    (model / "config.json").write_text('{"hidden_size": 8}')
+    (model / "sub" / "tokenizer.json").write_text("{}")
+    lines = []
+    for f in sorted(p for p in model.rglob("*") if p.is_file()):
+        lines.append(f"{hashlib.sha256(f.read_bytes()).hexdigest()}  {f.relative_to(model).as_posix()}")
+    (model / "MANIFEST.sha256").write_text("\n".join(lines) + "\n")
+    return {"bin": bin_dir, "s3": s3, "model": model, "cache": tmp_path / "cache"}
+
+
+def _fill(world: dict[str, Path], *extra_env: tuple[str, str], name: str = "tiny",
+          uri: str = "s3://bucket/models/tiny/abc123") -> subprocess.CompletedProcess[str]:
+    env = {"PATH": f"{world['bin']}:{os.environ['PATH']}", "CACHE_ROOT": str(world["cache"]),
+           "FAKE_S3_ROOT": str(world["s3"]), "WAIT_TIMEOUT_SECONDS": "60", "POLL_SECONDS": "0.2", "HOME": str(world["cache"].parent),
+           **dict(extra_env)}
+    return subprocess.run(["bash", str(SCRIPT), name, uri], env=env, capture_output=True, text=True, timeout=120)
+
+
+def _downloads(world: dict[str, Path]) -> int:
+    log = world["s3"] / "downloads.log"
+    return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+def test_miss_downloads_verifies_and_marks_then_hits(world: dict[str, Path]) -> None:
+    proc = _fill(world)
+    assert proc.returncode == 0, proc.stderr
+    entry = world["cache"] / "tiny"
+    assert (entry / "model.safetensors").read_bytes() == (world["model"] / "model.safetensors").read_bytes()
+    manifest_digest = hashlib.sha256((entry / "MANIFEST.sha256").read_bytes()).hexdigest()
+    assert (entry / ".complete").read_text().strip() == manifest_digest
+    assert not list(world["cache"].glob(".tiny.*")), "lock and partial download are cleaned up"
+    again = _fill(world)
+    assert again.returncode == 0 and "cache hit" in again.stderr
+    assert _downloads(world) == 1
+
+
+def test_corrupt_download_leaves_no_marker(world: dict[str, Path]) -> None:
+    with (world["model"] / "model.safetensors").open("r+b") as f:
+        f.write(b"bitrot")
+    proc = _fill(world)
+    assert proc.returncode != 0
+    assert "FAILED" in proc.stderr or "did NOT match" in proc.stderr
+    assert not (world["cache"] / "tiny").exists()
+    assert not list(world["cache"].glob(".tiny.*")), "a failed fill releases its lock"
+
+
+def test_missing_manifest_is_refused(world: dict[str, Path]) -> None:
+    (world["model"] / "MANIFEST.sha256").unlink()
+    proc = _fill(world)
+    assert proc.returncode != 0 and "MANIFEST.sha256 missing" in proc.stderr
+    assert not (world["cache"] / "tiny" / ".complete").exists()
+
+
+def test_concurrent_fillers_download_once(world: dict[str, Path]) -> None:
+    results: list[subprocess.CompletedProcess[str]] = []
+
+    def run() -> None:
+        results.append(_fill(world, ("FAKE_S3_DELAY", "2")))
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [r.returncode for r in results] == [0, 0], [r.stderr for r in results]
+    assert _downloads(world) == 1
+    assert any("cache hit" in r.stderr for r in results)
+
+
+def test_wait_only_mode_times_out_without_a_marker(world: dict[str, Path]) -> None:
+    proc = _fill(world, ("FILL_ON_MISS", "false"), ("WAIT_TIMEOUT_SECONDS", "1"))
+    assert proc.returncode != 0 and "no completion marker" in proc.stderr
+    assert _downloads(world) == 0
+
+
+def test_the_workflow_embeds_the_same_script() -> None:
+    wft = yaml.safe_load((DEPLOY / "argo-workflows" / "fill-node-cache.yaml").read_text())
+    fill_one = next(t for t in wft["spec"]["templates"] if t["name"] == "fill-one")
+    command = fill_one["container"]["command"]
+    assert command[:2] == ["/bin/bash", "-c"]
+    assert command[2] == SCRIPT.read_text()
+    cache = next(p for p in wft["spec"]["arguments"]["parameters"] if p["name"] == "cache-path")
+    chart_values = yaml.safe_load((DEPLOY / "charts" / "model-server" / "values.yaml").read_text())
+    assert cache["value"] == chart_values["weights"]["cache"]["hostPath"]
+
+
+def test_the_mirror_uploads_the_manifest_last() -> None:
+    wft = yaml.safe_load((DEPLOY / "argo-workflows" / "mirror-weights.yaml").read_text())
+    upload = next(t for t in wft["spec"]["templates"] if t["name"] == "upload")["script"]["source"]
+    files_at = upload.index("--exclude MANIFEST.sha256")
+    manifest_at = upload.index('MANIFEST.sha256 "$dest/MANIFEST.sha256"')
+    assert files_at < manifest_at
+    download = next(t for t in wft["spec"]["templates"] if t["name"] == "download")["script"]["source"]
+    assert "model_info(repo, revision=revision).sha" in download and "MANIFEST.sha256" in download
+    subprocess.run(["bash", "-n"], input=upload, text=True, check=True)
+    subprocess.run(["bash", "-n", str(SCRIPT)], check=True)
