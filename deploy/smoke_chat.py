@@ -88,20 +88,39 @@ async def chat_turn(base: str, cookie: str, text: str, wait_seconds: float) -> s
     sio.on("task_end", on_task_end)
 
     headers = {"Cookie": cookie} if cookie else {}
-    auth = {"clientType": "webapp", "sessionId": str(uuid.uuid4()), "threadId": None,
-            "userEnv": json.dumps({}), "chatProfile": None}
-    await sio.connect(base, socketio_path="/ws/socket.io", transports=["websocket"], headers=headers,
-                      auth=auth, wait_timeout=30)
+    auth = {
+        "clientType": "webapp",
+        "sessionId": str(uuid.uuid4()),
+        "threadId": None,
+        "userEnv": json.dumps({}),
+        "chatProfile": None,
+    }
+    await sio.connect(
+        base,
+        socketio_path="/ws/socket.io",
+        transports=["websocket"],
+        headers=headers,
+        auth=auth,
+        wait_timeout=30,
+    )
     try:
         await sio.emit("connection_successful")
-        message = {"id": str(uuid.uuid4()), "threadId": "", "name": "User", "type": "user_message",
-                   "output": text, "createdAt": datetime.now(UTC).isoformat()}
+        message = {
+            "id": str(uuid.uuid4()),
+            "threadId": "",
+            "name": "User",
+            "type": "user_message",
+            "output": text,
+            "createdAt": datetime.now(UTC).isoformat(),
+        }
         sent.set()
         await sio.emit("client_message", {"message": message, "fileReferences": []})
         try:
             await asyncio.wait_for(done.wait(), wait_seconds)
         except TimeoutError as exc:
-            raise SmokeFailure(f"no end of task within {wait_seconds:.0f}s (replies so far: {replies})") from exc
+            raise SmokeFailure(
+                f"no end of task within {wait_seconds:.0f}s (replies so far: {replies})"
+            ) from exc
     finally:
         await sio.disconnect()
     if errors:

@@ -19,7 +19,9 @@ from typing import Any
 import pytest
 import yaml
 
-helm = pytest.importorskip("helm_python", reason="helm-python-sdk is not installed (pip install -e '.[deploy]')")
+helm = pytest.importorskip(
+    "helm_python", reason="helm-python-sdk is not installed (pip install -e '.[deploy]')"
+)
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -84,7 +86,9 @@ def layered_values(element: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def render_chart(chart_dir: Path, values: dict[str, Any], release: str, namespace: str) -> list[dict[str, Any]]:
+def render_chart(
+    chart_dir: Path, values: dict[str, Any], release: str, namespace: str
+) -> list[dict[str, Any]]:
     with helm.Chart.load(chart_dir) as chart:
         manifests = chart.render(values=values, name=release, namespace=namespace, is_install=True)
     objects: list[dict[str, Any]] = []
@@ -132,8 +136,12 @@ def render_appset_applications(env: str) -> list[dict[str, Any]]:
                 base = yaml.safe_load(rendered["appset/templates/template.yaml"])
                 patch = yaml.safe_load(rendered["appset/templates/patch.yaml"])
                 app = deep_merge(base, patch)
-                app = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
-                       **app, "metadata": {**app["metadata"], "namespace": "argocd"}}
+                app = {
+                    "apiVersion": "argoproj.io/v1alpha1",
+                    "kind": "Application",
+                    **app,
+                    "metadata": {**app["metadata"], "namespace": "argocd"},
+                }
                 apps.append(app)
     return apps
 

@@ -35,7 +35,10 @@ def test_at_least_two_replicas_always(app: Rendered) -> None:
         assert dep["spec"]["replicas"] >= 2
     pdb = app.one("PodDisruptionBudget")
     assert pdb["spec"]["minAvailable"] >= 1
-    assert pdb["spec"]["selector"]["matchLabels"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
+    assert (
+        pdb["spec"]["selector"]["matchLabels"].items()
+        <= dep["spec"]["template"]["metadata"]["labels"].items()
+    )
     spread = dep["spec"]["template"]["spec"]["topologySpreadConstraints"]
     assert {c["topologyKey"] for c in spread} == {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}
 
@@ -55,7 +58,9 @@ def test_ingress_is_alb_with_sticky_sessions(app: Rendered) -> None:
     ann = ing["metadata"]["annotations"]
     assert ing["spec"]["ingressClassName"] == "alb"
     assert ann["alb.ingress.kubernetes.io/target-type"] == "ip"
-    attrs = dict(kv.split("=", 1) for kv in ann["alb.ingress.kubernetes.io/target-group-attributes"].split(","))
+    attrs = dict(
+        kv.split("=", 1) for kv in ann["alb.ingress.kubernetes.io/target-group-attributes"].split(",")
+    )
     assert attrs["stickiness.enabled"] == "true"
     assert attrs["stickiness.type"] == "lb_cookie"
     assert ann["alb.ingress.kubernetes.io/healthcheck-path"] == "/readyz"
@@ -99,7 +104,9 @@ def _field_exists(model: type[BaseModel], parts: list[str]) -> bool:
         return True
     annotation = info.annotation
     candidates = [annotation, *get_args(annotation)] if get_origin(annotation) else [annotation]
-    return any(isinstance(c, type) and issubclass(c, BaseModel) and _field_exists(c, rest) for c in candidates)
+    return any(
+        isinstance(c, type) and issubclass(c, BaseModel) and _field_exists(c, rest) for c in candidates
+    )
 
 
 def test_every_setting_is_one_the_app_reads(app: Rendered) -> None:
@@ -109,7 +116,9 @@ def test_every_setting_is_one_the_app_reads(app: Rendered) -> None:
         if key.startswith("CHAINLIT_"):
             continue
         assert key.startswith("ENSEMBLE_"), key
-        assert _field_exists(Settings, key.removeprefix("ENSEMBLE_").split("__")), f"{key} is not in core/settings.py"
+        assert _field_exists(Settings, key.removeprefix("ENSEMBLE_").split("__")), (
+            f"{key} is not in core/settings.py"
+        )
     assert app.one("ConfigMap")["data"]["ENSEMBLE_LOCAL_LLM__ENABLED"] == "off"
 
 

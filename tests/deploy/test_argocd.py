@@ -11,8 +11,16 @@ import yaml
 from .conftest import DEPLOY, ENVS, appset, elements
 
 WAVES = {
-    "0": {"aws-load-balancer-controller", "karpenter", "external-secrets", "keda", "keda-add-ons-http",
-          "kube-prometheus-stack", "nvidia-device-plugin", "argo-workflows"},
+    "0": {
+        "aws-load-balancer-controller",
+        "karpenter",
+        "external-secrets",
+        "keda",
+        "keda-add-ons-http",
+        "kube-prometheus-stack",
+        "nvidia-device-plugin",
+        "argo-workflows",
+    },
     "1": {"platform", "weight-cache-workflows", "ensemble-data"},
     "2": {"tabbyapi-mixtral", "tabbyapi-codellama", "sglang-llava", "tei-bge-small", "torchserve-sdxl"},
     "3": {"ensemble"},
@@ -56,7 +64,9 @@ def test_multi_source_values_layering(env: str, generated_apps: dict[str, list[A
         if chart_src.get("path") == "deploy/argo-workflows":
             assert helm_cfg is None
             continue
-        assert helm_cfg["valueFiles"] and all(f.startswith("$values/deploy/values/") for f in helm_cfg["valueFiles"])
+        assert helm_cfg["valueFiles"] and all(
+            f.startswith("$values/deploy/values/") for f in helm_cfg["valueFiles"]
+        )
         assert any(f"/{env}/" in f for f in helm_cfg["valueFiles"]), "every app has an environment layer"
         if "chart" in chart_src:
             assert chart_src["targetRevision"][0].isdigit(), "upstream charts are pinned to a version"
@@ -70,7 +80,9 @@ def test_multi_source_values_layering(env: str, generated_apps: dict[str, list[A
 def test_environments_deploy_the_same_components() -> None:
     names = {env: [el["name"] for el in elements(env)] for env in ENVS}
     assert names["dev"] == names["staging"] == names["prod"]
-    versions = {env: {el["name"]: el["targetRevision"] for el in elements(env) if el["chart"]} for env in ENVS}
+    versions = {
+        env: {el["name"]: el["targetRevision"] for el in elements(env) if el["chart"]} for env in ENVS
+    }
     assert versions["dev"] == versions["staging"] == versions["prod"]
 
 

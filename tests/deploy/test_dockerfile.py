@@ -40,7 +40,9 @@ def test_multi_stage_with_pinned_bases() -> None:
         _, _, tag = image.partition(":")
         assert tag and tag != "latest" and any(ch.isdigit() for ch in tag), image
     final = stages[-1]
-    assert any(k == "COPY" and "--from=build" in v for k, v in final), "the runtime stage copies the built venv"
+    assert any(k == "COPY" and "--from=build" in v for k, v in final), (
+        "the runtime stage copies the built venv"
+    )
     assert not any(k == "RUN" and "pip install" in v for k, v in final), "no build tools in the runtime stage"
 
 
@@ -64,13 +66,17 @@ def test_runs_as_non_root_with_a_healthcheck_and_chainlit_on_all_interfaces() ->
 
 
 def test_copied_paths_exist_and_are_not_dockerignored() -> None:
-    ignored = [p.strip() for p in (REPO / ".dockerignore").read_text().splitlines() if p.strip() and p[0] != "#"]
+    ignored = [
+        p.strip() for p in (REPO / ".dockerignore").read_text().splitlines() if p.strip() and p[0] != "#"
+    ]
     for k, v in _instructions():
         if k != "COPY" or "--from=" in v:
             continue
         parts = [p for p in shlex.split(v) if not p.startswith("--")]
         for src in parts[:-1]:
             assert (REPO / src).exists(), f"COPY {src}: missing"
-            assert not any(fnmatch.fnmatch(src, pat) or src.startswith(pat.rstrip("/") + "/") for pat in ignored), src
+            assert not any(
+                fnmatch.fnmatch(src, pat) or src.startswith(pat.rstrip("/") + "/") for pat in ignored
+            ), src
     for must in (".git", ".venv", "tests", ".env"):
         assert must in ignored

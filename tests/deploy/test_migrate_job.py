@@ -38,8 +38,14 @@ def _run(url: str | None) -> subprocess.CompletedProcess[str]:
     env["PYTHONPATH"] = str(REPO)
     if url:
         env["ENSEMBLE_DATABASE_URL"] = url
-    return subprocess.run([sys.executable, str(REPO / "deploy" / "migrate.py")], env=env, cwd="/tmp",
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, str(REPO / "deploy" / "migrate.py")],
+        env=env,
+        cwd="/tmp",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_migration_creates_every_schema_and_is_idempotent(scratch_db: str) -> None:

@@ -34,7 +34,9 @@ def test_gpu_requests_tolerations_and_node_selection(server: Rendered, renders: 
         pool = pools[pod["nodeSelector"]["karpenter.sh/nodepool"]]
         taints = pool["spec"]["template"]["spec"]["taints"]
         assert any(t["key"] == "nvidia.com/gpu" and t["effect"] == "NoSchedule" for t in taints)
-        terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+        terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+            "nodeSelectorTerms"
+        ]
         assert terms[0]["matchExpressions"][0]["key"] == "karpenter.k8s.aws/instance-gpu-name"
     else:
         assert "nvidia.com/gpu" not in res["requests"]

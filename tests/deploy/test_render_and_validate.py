@@ -50,14 +50,24 @@ def test_value_files_exist(env: str) -> None:
 @pytest.mark.parametrize("env", ENVS)
 def test_each_environment_renders_the_whole_stack(renders: Any, env: str) -> None:
     apps = {app for (e, app) in renders if e == env}
-    assert apps == {"platform", "ensemble-data", "tabbyapi-mixtral", "tabbyapi-codellama", "sglang-llava",
-                    "tei-bge-small", "torchserve-sdxl", "ensemble"}
+    assert apps == {
+        "platform",
+        "ensemble-data",
+        "tabbyapi-mixtral",
+        "tabbyapi-codellama",
+        "sglang-llava",
+        "tei-bge-small",
+        "torchserve-sdxl",
+        "ensemble",
+    }
     for app in apps:
         assert renders[(env, app)].objects, f"{env}/{app} rendered nothing"
 
 
 @pytest.mark.parametrize("env", ENVS)
-def test_builtin_objects_validate_against_kubernetes_schemas(renders: Any, generated_apps: Any, env: str) -> None:
+def test_builtin_objects_validate_against_kubernetes_schemas(
+    renders: Any, generated_apps: Any, env: str
+) -> None:
     checked = 0
     for origin, obj in _all_objects(renders, generated_apps, env):
         if not is_builtin(obj):
@@ -86,8 +96,16 @@ def test_custom_resources_validate_against_their_crd_schemas(
             f"{'.'.join(map(str, e.path))}: {e.message}" for e in errors[:5]
         )
         kinds.add(obj["kind"])
-    assert {"Application", "ExternalSecret", "ScaledObject", "HTTPScaledObject", "ServiceMonitor",
-            "NodePool", "EC2NodeClass", "ClusterSecretStore"} <= kinds
+    assert {
+        "Application",
+        "ExternalSecret",
+        "ScaledObject",
+        "HTTPScaledObject",
+        "ServiceMonitor",
+        "NodePool",
+        "EC2NodeClass",
+        "ClusterSecretStore",
+    } <= kinds
 
 
 def test_plain_manifests_validate(crd_validators: Any) -> None:
@@ -109,13 +127,21 @@ def test_plain_manifests_validate(crd_validators: Any) -> None:
 
 def test_a_crd_schema_violation_is_caught(crd_validators: Any) -> None:
     """The CRD check is not vacuous: a misspelt field in a ScaledObject is reported."""
-    bad = {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": {"name": "x"},
-           "spec": {"scaleTargetRef": {"name": "x"}, "minReplicas": 0, "triggers": []}}
+    bad = {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
+        "metadata": {"name": "x"},
+        "spec": {"scaleTargetRef": {"name": "x"}, "minReplicas": 0, "triggers": []},
+    }
     assert list(crd_validators(bad).iter_errors(bad))
 
 
 def test_a_kubernetes_schema_violation_is_caught() -> None:
-    bad = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"},
-           "spec": {"replicas": "two", "selector": {}, "template": {}}}
+    bad = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "x"},
+        "spec": {"replicas": "two", "selector": {}, "template": {}},
+    }
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(bad, KUBE_VERSION, strict=True)

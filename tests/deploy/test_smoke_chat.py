@@ -19,7 +19,7 @@ from .conftest import REPO
 pytest.importorskip("chainlit")
 pytest.importorskip("aiohttp", reason="python-socketio's asyncio client needs aiohttp")
 
-APP = '''
+APP = """
 import chainlit as cl
 
 @cl.password_auth_callback
@@ -36,7 +36,7 @@ async def on_message(message: cl.Message):
     for token in ["po", "ng"]:
         await reply.stream_token(token)
     await reply.send()
-'''
+"""
 
 
 def _free_port() -> int:
@@ -52,8 +52,13 @@ def chainlit_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = _free_port()
     env = {**os.environ, "CHAINLIT_AUTH_SECRET": "x" * 64, "DO_NOT_TRACK": "1"}
     chainlit = Path(sys.executable).with_name("chainlit")
-    proc = subprocess.Popen([str(chainlit), "run", "app.py", "--host", "127.0.0.1", "--port", str(port),
-                             "--headless"], cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [str(chainlit), "run", "app.py", "--host", "127.0.0.1", "--port", str(port), "--headless"],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -72,10 +77,17 @@ def chainlit_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         proc.wait(timeout=10)
 
 
-def _smoke(url: str, *args: str, user: str = "smoke", password: str = "s3cret-pass") -> subprocess.CompletedProcess:
+def _smoke(
+    url: str, *args: str, user: str = "smoke", password: str = "s3cret-pass"
+) -> subprocess.CompletedProcess:
     env = {**os.environ, "SMOKE_USERNAME": user, "SMOKE_PASSWORD": password}
-    return subprocess.run([sys.executable, str(REPO / "deploy" / "smoke_chat.py"), "--url", url, "--timeout", "20",
-                           *args], env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, str(REPO / "deploy" / "smoke_chat.py"), "--url", url, "--timeout", "20", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_one_chat_turn_gets_the_streamed_reply(chainlit_url: str) -> None:

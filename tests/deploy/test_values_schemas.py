@@ -17,17 +17,31 @@ BAD_VALUES = {
     "app-no-stickiness": ("ensemble", {"ingress": {"stickiness": {"enabled": False}}}),
     "app-secret-in-configmap": ("ensemble", {"settings": {"ENSEMBLE_SUPERVISOR__API_KEY": "sk-123"}}),
     "app-local-llm-in-cluster": ("ensemble", {"settings": {"ENSEMBLE_LOCAL_LLM__ENABLED": "auto"}}),
-    "app-no-secret-source": ("ensemble", {"secrets": {"existingSecret": "", "externalSecret": {"enabled": False}}}),
+    "app-no-secret-source": (
+        "ensemble",
+        {"secrets": {"existingSecret": "", "externalSecret": {"enabled": False}}},
+    ),
     "app-latest-tag": ("ensemble", {"image": {"tag": "latest"}}),
     "model-latest-tag": ("tabbyapi-mixtral", {"image": {"tag": "latest"}}),
     "model-gpu-server-without-gpu": ("sglang-llava", {"gpu": {"enabled": False}}),
-    "model-weights-from-hub": ("tabbyapi-codellama", {"weights": {"models": [
-        {"name": "x", "s3Prefix": "https://huggingface.co/codellama/CodeLlama-34b-Instruct-hf"}]}}),
+    "model-weights-from-hub": (
+        "tabbyapi-codellama",
+        {
+            "weights": {
+                "models": [
+                    {"name": "x", "s3Prefix": "https://huggingface.co/codellama/CodeLlama-34b-Instruct-hf"}
+                ]
+            }
+        },
+    ),
     "model-sglang-without-metrics": ("sglang-llava", {"metrics": {"enabled": False}}),
     "model-unknown-kind": ("tei-bge-small", {"kind": "vllm"}),
     "platform-role-arn-not-name": ("platform", {"nodeRole": "arn:aws:iam::111122223333:role/x"}),
     "platform-gpu-family-not-allowed": ("platform", {"gpu": {"instanceFamilies": ["g4ad"]}}),
-    "data-external-without-host": ("ensemble-data", {"postgresql": {"mode": "external", "external": {"host": ""}}}),
+    "data-external-without-host": (
+        "ensemble-data",
+        {"postgresql": {"mode": "external", "external": {"host": ""}}},
+    ),
 }
 
 
@@ -53,8 +67,13 @@ def test_charts_lint_clean(env: str) -> None:
     for el in elements(env):
         if not el["path"].startswith("deploy/charts/"):
             continue
-        report = helm.lint(REPO / el["path"], layered_values(el), strict=True, namespace=el["namespace"],
-                           kube_version="v1.33.0")
+        report = helm.lint(
+            REPO / el["path"],
+            layered_values(el),
+            strict=True,
+            namespace=el["namespace"],
+            kube_version="v1.33.0",
+        )
         errors = [e for e in report["errors"] if "missing these dependencies: milvus" not in e]
         assert not errors, f"{env}/{el['name']}: {errors}"
 

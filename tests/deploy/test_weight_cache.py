@@ -55,12 +55,24 @@ def world(tmp_path: Path) -> dict[str, Path]:
     return {"bin": bin_dir, "s3": s3, "model": model, "cache": tmp_path / "cache"}
 
 
-def _fill(world: dict[str, Path], *extra_env: tuple[str, str], name: str = "tiny",
-          uri: str = "s3://bucket/models/tiny/abc123") -> subprocess.CompletedProcess[str]:
-    env = {"PATH": f"{world['bin']}:{os.environ['PATH']}", "CACHE_ROOT": str(world["cache"]),
-           "FAKE_S3_ROOT": str(world["s3"]), "WAIT_TIMEOUT_SECONDS": "60", "POLL_SECONDS": "0.2", "HOME": str(world["cache"].parent),
-           **dict(extra_env)}
-    return subprocess.run(["bash", str(SCRIPT), name, uri], env=env, capture_output=True, text=True, timeout=120)
+def _fill(
+    world: dict[str, Path],
+    *extra_env: tuple[str, str],
+    name: str = "tiny",
+    uri: str = "s3://bucket/models/tiny/abc123",
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        "PATH": f"{world['bin']}:{os.environ['PATH']}",
+        "CACHE_ROOT": str(world["cache"]),
+        "FAKE_S3_ROOT": str(world["s3"]),
+        "WAIT_TIMEOUT_SECONDS": "60",
+        "POLL_SECONDS": "0.2",
+        "HOME": str(world["cache"].parent),
+        **dict(extra_env),
+    }
+    return subprocess.run(
+        ["bash", str(SCRIPT), name, uri], env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def _downloads(world: dict[str, Path]) -> int:
