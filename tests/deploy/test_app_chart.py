@@ -86,8 +86,7 @@ def test_secrets_are_references_only(app: Rendered) -> None:
     assert all("valueFrom" in e and "value" not in e for e in env)
     refs = {e["valueFrom"]["secretKeyRef"]["name"] for e in env}
     assert len(refs) == 1
-    es = app.one("ExternalSecret")
-    assert es["spec"]["target"]["name"] in refs
+    (es,) = [e for e in app.of_kind("ExternalSecret") if e["spec"]["target"]["name"] in refs]
     provided = {d["secretKey"] for d in es["spec"]["data"]}
     needed = {e["valueFrom"]["secretKeyRef"]["key"] for e in env}
     assert needed <= provided
@@ -127,7 +126,8 @@ def test_migrations_run_presync_after_the_secret(app: Rendered) -> None:
     migrate = next(j for n, j in jobs.items() if n.endswith("-migrate"))
     ann = migrate["metadata"]["annotations"]
     assert ann["argocd.argoproj.io/hook"] == "PreSync"
-    es_ann = app.one("ExternalSecret")["metadata"]["annotations"]
+    secret = migrate["spec"]["template"]["spec"]["containers"][0]["env"][0]["valueFrom"]["secretKeyRef"]["name"]
+    es_ann = app.one("ExternalSecret", secret)["metadata"]["annotations"]
     assert es_ann["argocd.argoproj.io/hook"] == "PreSync"
     assert int(es_ann["argocd.argoproj.io/sync-wave"]) < int(ann["argocd.argoproj.io/sync-wave"])
     env = migrate["spec"]["template"]["spec"]["containers"][0]["env"]
@@ -143,3 +143,7 @@ def test_postsync_smoke_test_sends_a_chat_turn_to_the_service(app: Rendered) -> 
     svc = app.one("Service")
     assert url.hostname == f"{svc['metadata']['name']}.{app.namespace}.svc.cluster.local"
     assert url.port == svc["spec"]["ports"][0]["port"]
+    env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0].get("env", [])}
+    login_secret = env["SMOKE_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"]
+    targets = {es["spec"]["target"]["name"] for es in app.of_kind("ExternalSecret")}
+    assert login_secret in targets, "the smoke-test login comes from Secrets Manager"

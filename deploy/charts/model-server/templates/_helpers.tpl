@@ -84,7 +84,7 @@ app.kubernetes.io/part-of: ensemble
 - --model-store
 - /home/model-server/model-store
 - --models
-- {{ printf "%s=%s" $v.torchserve.modelName $v.torchserve.marFile }}
+- {{ printf "%s=%s" $v.torchserve.modelName $v.torchserve.archive }}
 - --disable-token-auth
 - --ncs
 {{- end }}
