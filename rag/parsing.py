@@ -19,7 +19,6 @@ from __future__ import annotations
 import collections
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from rag.errors import DocumentRejected
@@ -31,8 +30,6 @@ log = logging.getLogger(__name__)
 
 DROPPED = {"Header", "Footer", "PageBreak", "Image", "PageNumber"}
 SPACY_EXCLUDE = ["ner", "lemmatizer", "attribute_ruler", "parser"]
-# A DOCX without page-break marks reports every element on page 1; past this much text that is false.
-DOCX_ONE_PAGE_CHARS = 6000
 
 RawElement = tuple[str, str, int | None, str | None]  # category, text, page number, page (sheet) name
 
@@ -130,6 +127,8 @@ def parse_pdf_pages(path: str, name: str, start: int, stop: int) -> list[RawElem
                 category = element.category
                 if paragraph.large and len(paragraph.text) <= 200 and category != "ListItem":
                     category = "Title"
+                elif category == "Title" and paragraph.text.rstrip().endswith((".", ",", ";")):
+                    category = "UncategorizedText"  # a body-size line ending a sentence is no heading
                 out.append((category, element.text, index + 1, None))
     except DocumentRejected:
         raise
@@ -167,11 +166,9 @@ def parse_file(path: str, name: str, kind: str, options: ChunkOptions) -> Parsed
     elements = [e for e in elements if e.category not in DROPPED and (e.text or "").strip()]
     if not elements:
         raise DocumentRejected(f"“{name}” contains no text to index.")
+    # DOCX pages come from the page breaks Word records when it lays a document out
+    # (w:lastRenderedPageBreak); a DOCX without them gets no page numbers rather than wrong ones.
     pages = max((e.metadata.page_number or 0 for e in elements), default=0)
-    if kind == "docx" and pages <= 1 and sum(len(e.text) for e in elements) > DOCX_ONE_PAGE_CHARS:
-        for element in elements:  # no page-break marks: page numbers would all say 1, which is false
-            element.metadata.page_number = None
-        pages = 0
     if kind in ("csv", "tsv", "html", "md", "text", "eml"):
         pages = 0
     return ParsedDocument(chunks=_chunk(elements, options), pages=pages)
@@ -233,6 +230,7 @@ def _chunk(elements: list[Any], options: ChunkOptions) -> tuple[Chunk, ...]:
         overlap=min(options.overlap, options.max_characters // 2),
         overlap_all=options.overlap > 0,
         combine_text_under_n_chars=min(options.combine_under, options.max_characters),
+        multipage_sections=False,  # a passage never spans pages, so its page citation is exact
         include_orig_elements=True,
     )
     out: list[Chunk] = []
@@ -242,7 +240,7 @@ def _chunk(elements: list[Any], options: ChunkOptions) -> tuple[Chunk, ...]:
         originals = list(chunk.metadata.orig_elements or [])
         if originals and originals[0].category == "Title":
             section = originals[0].text.strip()
-        elif not section and originals and originals[0].metadata.page_name:
+        elif originals and originals[0].metadata.page_name:  # spreadsheet: the sheet's name
             section = str(originals[0].metadata.page_name)
         pages = [e.metadata.page_number for e in originals if e.metadata.page_number]
         first_page = chunk.metadata.page_number or (pages[0] if pages else None)
@@ -274,6 +272,3 @@ def _short(exc: BaseException, limit: int = 160) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
-
-def path_str(path: str | Path) -> str:
-    return str(Path(path))

@@ -103,6 +103,7 @@ def _paragraphs(lines: list[Line]) -> list[Paragraph]:
     weights = [(line.height, len(line.text)) for line in lines]
     body = statistics.median_high([h for h, n in weights for _ in range(min(n, 200))])
     right_edge = max(line.right for line in lines)
+    short_line = right_edge - 0.25 * (right_edge - min(line.left for line in lines))
     paragraphs: list[Paragraph] = []
     current: list[Line] = [lines[0]]
 
@@ -121,7 +122,7 @@ def _paragraphs(lines: list[Line]) -> list[Paragraph]:
             or line.top > prev.top + 0.5 * small  # moved up: new column or a float
             or (
                 SENTENCE_END.search(prev.text) is not None
-                and (prev.right < right_edge - 4 * small or line.left > prev.left + small)
+                and (prev.right < short_line or line.left > prev.left + small)
             )
         )
         if breaks:

