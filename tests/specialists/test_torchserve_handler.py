@@ -264,8 +264,13 @@ def torchserve_server(tiny_pipeline: Path, tmp_path_factory: pytest.TempPathFact
         )
         + "\n"
     )
-    env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}", "LOG_LOCATION": str(logs),
-           "METRICS_LOCATION": str(logs), "TEMP": str(work)}  # fmt: skip
+    env = {
+        **os.environ,
+        "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",
+        "LOG_LOCATION": str(logs),
+        "METRICS_LOCATION": str(logs),
+        "TMPDIR": str(work),  # TorchServe keeps its pid file in the temp dir: a private one per instance
+    }
     with (work / "torchserve.out").open("wb") as out:
         proc = subprocess.Popen(
             [str(VENV_BIN / "torchserve"), "--start", "--foreground", "--ncs",
