@@ -162,6 +162,19 @@ class RagSettings(BaseModel):
         return value.strip() if value and value.strip() else None
 
 
+class AuthSettings(BaseModel):
+    """Who may chat: password login (default), an auth proxy's header, or nobody checks (`none`)."""
+
+    mode: Literal["password", "header", "none"] = "password"
+    # Signs Chainlit's session tokens (CHAINLIT_AUTH_SECRET). Unset: `ensemble up` keeps one in data_dir.
+    secret: SecretStr | None = None
+    # Header set by oauth2-proxy / ALB OIDC in front of the app, e.g. X-Forwarded-Email.
+    header_name: str = "X-Forwarded-Email"
+    # On an instance with no accounts yet, the first password login creates that account (as Open WebUI's
+    # first sign-up does); later accounts come from `ensemble-admin create-user`.
+    first_login_creates_account: bool = True
+
+
 class Settings(BaseSettings):
     """Everything Ensemble can be told, with the embedded defaults of a fresh laptop."""
 
@@ -183,6 +196,7 @@ class Settings(BaseSettings):
     uploads: UploadSettings = UploadSettings()
     rag: RagSettings = RagSettings()
     memory: MemorySettings = MemorySettings()
+    auth: AuthSettings = AuthSettings()
 
     data_dir: Path = Path("data")
     # SQLAlchemy-style URL of the app database (chat history, checkpoints, memory). Unset: SQLite files.

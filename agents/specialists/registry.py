@@ -8,11 +8,16 @@ from dataclasses import dataclass
 
 from agents.specialists.base import Specialist, SpecialistDeps, SpecialistSpec
 from agents.specialists.code import SPEC as CODE
+from agents.specialists.documents import SPEC as DOCUMENTS
+from agents.specialists.image import SPEC as IMAGE
+from agents.specialists.memory import SPEC as MEMORY
+from agents.specialists.search import SPEC as SEARCH
+from agents.specialists.vision import SPEC as VISION
 
 
 def all_specs() -> tuple[SpecialistSpec, ...]:
     """Every specialist Ensemble knows, configured or not."""
-    return (CODE,)
+    return (CODE, SEARCH, VISION, IMAGE, DOCUMENTS, MEMORY)
 
 
 @dataclass(frozen=True)

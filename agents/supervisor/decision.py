@@ -144,19 +144,23 @@ class Router:
         self._settings = settings
         self._mode = client.endpoint.structured_output
 
-    def _system(self, specs: Sequence[SpecialistSpec]) -> str:
+    def _system(self, specs: Sequence[SpecialistSpec], memories: str) -> str:
         model = self._client.model_name
         template = self._settings.prompt("supervisor.route", model, ROUTER_SYSTEM_PROMPT)
         listing = "\n".join(f"- {spec.name}: {spec.description}" for spec in specs)
         system = template.format(specialists=listing, max_tasks=self._settings.max_specialists_per_turn)
+        if memories:
+            system += "\n\n" + memories
         if self._mode == "tools":
             return system + "\n" + self._settings.prompt("supervisor.route_tools", model, ROUTER_TOOLS_INSTRUCTIONS)
         return system + "\n" + self._settings.prompt("supervisor.route_json", model, ROUTER_JSON_INSTRUCTIONS)
 
-    async def decide(self, history: Sequence[AnyMessage], specs: Sequence[SpecialistSpec], user_text: str) -> Decision:
+    async def decide(
+        self, history: Sequence[AnyMessage], specs: Sequence[SpecialistSpec], user_text: str, memories: str = ""
+    ) -> Decision:
         names = [spec.name for spec in specs]
         limit = self._settings.max_specialists_per_turn
-        messages: list[AnyMessage] = [SystemMessage(self._system(specs)), *history]
+        messages: list[AnyMessage] = [SystemMessage(self._system(specs, memories)), *history]
         for attempt in (1, 2):
             reply = await self._ask(messages, specs, names, limit)
             try:

@@ -106,11 +106,12 @@ class SupervisorNodes:
         for notice in notices:
             writer({"event": "notice", "text": notice})
 
+        memories = await self._recall(runtime.context, text) if self._recall is not None else ""
         specs = [entry.spec for entry in self._registry.available.values()]
         if self._router is None or not specs:
-            return Command(goto="answer", update={"tasks": [], "notices": notices})
+            return Command(goto="answer", update={"tasks": [], "notices": notices, "memories": memories})
         try:
-            decision = await self._router.decide(self._history(state), specs, text)
+            decision = await self._router.decide(self._history(state), specs, text, memories)
         except EnsembleError:
             raise
         except Exception as exc:
@@ -128,7 +129,7 @@ class SupervisorNodes:
             return Command(goto="__end__", update={"messages": [decision.answer], "notices": notices})
         if decision.tasks:
             return Command(goto="specialists", update={"tasks": list(decision.tasks), "notices": notices})
-        return Command(goto="answer", update={"tasks": [], "notices": notices})
+        return Command(goto="answer", update={"tasks": [], "notices": notices, "memories": memories})
 
     async def specialists(
         self, state: SupervisorState, runtime: Runtime[RunContext]
@@ -214,7 +215,7 @@ class SupervisorNodes:
             template = self._settings.prompt("supervisor.synthesis", model, SYNTHESIS_SYSTEM_PROMPT)
             system = template.format(reports=reports)
         else:
-            memories = await self._recall(runtime.context, text) if self._recall is not None else ""
+            memories = state.get("memories", "")
             template = self._settings.prompt("supervisor.answer", model, ANSWER_SYSTEM_PROMPT)
             system = template.format(memories=f"\n\n{memories}" if memories else "")
         messages: list[AnyMessage] = [SystemMessage(system), *self._history(state)]

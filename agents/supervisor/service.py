@@ -24,12 +24,18 @@ from agents.supervisor.decision import ANSWER_TAG
 from agents.supervisor.graph import Recall, build_graph
 from agents.supervisor.state import RunContext
 from core.errors import EnsembleError
-from core.models import ModelClients
+from core.models import ModelClient, ModelClients
 from core.settings import Settings
+from memory import MemoryService, format_memories, open_memory_service
+from memory.records import Memory
+from rag.service import DocumentService
+from rag.service import start as start_documents
+from rag.types import IngestResult, ProgressCallback
 
 log = logging.getLogger(__name__)
 
 INTERRUPTED = "_[interrupted: {reason}]_"
+DOCUMENTS_OFF = "Documents are not available in this deployment (the startup log says why)."
 
 
 # --- events a turn streams to the UI -------------------------------------------------------------
@@ -105,6 +111,10 @@ class EnsembleService:
     graph: CompiledStateGraph[Any, Any, Any, Any]
     checkpointer: BaseCheckpointSaver[Any]
     _stack: AsyncExitStack = field(repr=False)
+    documents: DocumentService | None = None
+    memory: MemoryService | None = None
+    supervisor: ModelClient | None = None
+    _background: set[asyncio.Task[Any]] = field(default_factory=set, repr=False)
 
     @classmethod
     async def start(
@@ -115,21 +125,31 @@ class EnsembleService:
         recall: Recall | None = None,
         models: ModelClients | None = None,
         specs: Sequence[SpecialistSpec] | None = None,
+        with_documents: bool = True,
+        with_memory: bool = True,
     ) -> EnsembleService:
         """Build clients, specialists and the graph; open the checkpointer.
 
-        `models` and `specs` replace the ones built from settings (tests, benchmarks, evaluation).
+        `models` and `specs` replace the ones built from settings (tests, benchmarks, evaluation);
+        `with_documents`/`with_memory` False leave those features (and their models) out.
         """
         stack = AsyncExitStack()
         try:
             http = await stack.enter_async_context(httpx.AsyncClient(timeout=30.0))
             models = models or ModelClients.from_settings(settings)
-            registry = Registry.build(SpecialistDeps(settings, models, http, dict(extras or {})), specs)
+            extras = dict(extras or {})
+            documents = await _start_documents(settings, http, stack) if with_documents else None
+            memory = await _start_memory(settings, stack) if with_memory else None
+            extras.setdefault("documents", documents)
+            extras.setdefault("memory", memory)
+            registry = Registry.build(SpecialistDeps(settings, models, http, extras), specs)
             stack.push_async_callback(registry.aclose)
             checkpointer = await stack.enter_async_context(open_checkpointer(settings))
             setup = getattr(checkpointer, "setup", None)
             if setup is not None:
                 await setup()
+            if recall is None and memory is not None:
+                recall = _memory_recall(memory, settings.memory.recall_k)
             graph = build_graph(
                 settings=settings,
                 registry=registry,
@@ -140,9 +160,12 @@ class EnsembleService:
         except BaseException:
             await stack.aclose()
             raise
-        return cls(settings, registry, graph, checkpointer, stack)
+        return cls(settings, registry, graph, checkpointer, stack, documents, memory, models.supervisor)
 
     async def aclose(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
         await self._stack.aclose()
 
     def status(self) -> dict[str, str]:
@@ -228,7 +251,46 @@ class EnsembleService:
             await self._mark_interrupted(config, "".join(partial), message)
             yield TurnFailed(message, "".join(partial))
             return
-        yield TurnFinished(final if final is not None else "".join(partial), tuple(artifacts))
+        answer = final if final is not None else "".join(partial)
+        self._learn_in_background(user_id, text, answer)
+        yield TurnFinished(answer, tuple(artifacts))
+
+    def _learn_in_background(self, user_id: str, text: str, answer: str) -> None:
+        """Extract facts about the user from the finished turn, off the answer's critical path."""
+        if self.memory is None or self.supervisor is None or text.lstrip().startswith("/"):
+            return
+        turn = [HumanMessage(content=text), AIMessage(content=answer)]
+        task = asyncio.create_task(
+            self.memory.learn(user_id, self.supervisor.llm, turn, mode=self.supervisor.endpoint.structured_output)
+        )
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def idle(self) -> None:
+        """Wait for background work (memory extraction) to finish; for tests and shutdown."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+
+    # --- documents and memories, for the UI's panels and commands ------------------------------
+    async def ingest(
+        self, files: Sequence[FileRef], *, user_id: str, thread_id: str,
+        progress: ProgressCallback | None = None, cancel: asyncio.Event | None = None,
+    ) -> list[IngestResult]:
+        """Add uploaded documents to the user's library (scoped to this chat)."""
+        if self.documents is None:
+            raise EnsembleError(DOCUMENTS_OFF)
+        return await self.documents.ingest(files, user_id, thread_id, progress, cancel)
+
+    async def memories(self, user_id: str) -> list[Memory]:
+        return [] if self.memory is None else await self.memory.list(user_id)
+
+    async def forget(self, user_id: str, memory_id: str | None = None) -> int:
+        """Forget one memory, or all of them when `memory_id` is None; returns how many went."""
+        if self.memory is None:
+            return 0
+        if memory_id is None:
+            return await self.memory.forget_all(user_id)
+        return 0 if await self.memory.forget(user_id, memory_id) is None else 1
 
     async def _mark_interrupted(self, config: RunnableConfig, partial: str, reason: str) -> None:
         """Close the turn in the checkpoint with what was said so far, marked as interrupted."""
@@ -253,5 +315,44 @@ class EnsembleService:
         messages = snapshot.values.get("messages", []) if snapshot.values else []
         return [("user" if isinstance(m, HumanMessage) else "assistant", m.text) for m in messages]
 
-    async def delete_thread(self, thread_id: str) -> None:
+    async def delete_thread(self, thread_id: str, user_id: str) -> None:
+        """Forget a chat: its checkpoints and the documents uploaded in it."""
         await self.checkpointer.adelete_thread(thread_id)
+        if self.documents is not None:
+            await self.documents.delete_chat(user_id, thread_id)
+
+
+async def _start_documents(
+    settings: Settings, http: httpx.AsyncClient, stack: AsyncExitStack
+) -> DocumentService | None:
+    """The documents feature, or None (logged, and the specialist says how to enable it)."""
+    try:
+        documents = await start_documents(settings, http=http)
+    except EnsembleError as exc:
+        log.warning("documents are unavailable: %s", exc)
+        return None
+    stack.push_async_callback(documents.aclose)
+    return documents
+
+
+async def _start_memory(settings: Settings, stack: AsyncExitStack) -> MemoryService | None:
+    try:
+        memory = await open_memory_service(settings)
+    except Exception as exc:
+        log.warning("long-term memory is unavailable: %s", exc)
+        return None
+    if memory is not None:
+        stack.push_async_callback(memory.aclose)
+    return memory
+
+
+def _memory_recall(memory: MemoryService, k: int) -> Recall:
+    async def recall(context: RunContext, text: str) -> str:
+        try:
+            found = await memory.recall(context.user_id, text, k)
+        except Exception:
+            log.exception("memory recall failed; answering without it")
+            return ""
+        return format_memories([m.text for m in found])
+
+    return recall

@@ -47,6 +47,7 @@ class SupervisorState(TypedDict, total=False):
     tasks: list[Task]
     outcomes: list[TaskOutcome]
     notices: list[str]
+    memories: str  # what is recalled about the user for this turn, as prompt text
 
 
 @dataclass(frozen=True)

@@ -72,7 +72,7 @@ async def start(
     settings = Settings(data_dir=tmp_path, _env_file=None, **overrides)  # type: ignore[call-arg]
     supervisor = None if llm is None else scripted_client(llm, mode)
     models = ModelClients(supervisor=supervisor, code=None, vision=None)
-    return await EnsembleService.start(settings, models=models, specs=specs)
+    return await EnsembleService.start(settings, models=models, specs=specs, with_documents=False, with_memory=False)
 
 
 async def run_turn(service: EnsembleService, text: str, thread: str = "t1", user: str = "u1") -> list[TurnEvent]:
