@@ -85,7 +85,7 @@ def parse_facts(raw: str) -> list[Fact]:
     try:
         data = json.loads(text)
     except (json.JSONDecodeError, ValueError):
-        log.info("memory: the extraction reply was not JSON; no facts taken")
+        log.info("memory: the extraction reply was not JSON; no facts taken: %.200r", raw)
         return []
     if not isinstance(data, dict) or not isinstance(data.get("facts"), list):
         log.info("memory: the extraction reply had no facts list; no facts taken")

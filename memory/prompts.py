@@ -4,7 +4,7 @@ EXTRACT_SYSTEM_PROMPT = """You pick out facts worth remembering about the USER f
 Keep only durable facts the user stated about themselves: their name, where they live or work,
 preferences (languages, tools, style, food), projects they work on, ongoing tasks and goals.
 Ignore questions, small talk, anything the assistant said, and facts about other people or the world.
-Write each fact as one short sentence about "the user", in English, e.g. "The user's name is Ana."
+Write each fact as one short sentence about "the user", in English (e.g. "The user's name is …").
 Give single-valued facts a snake_case key (name, home_city, employer, job_title, native_language);
 otherwise key is null. Category is one of: identity, preference, project, task, other.
 Reply with JSON only: {"facts": [{"text": "...", "key": "name" or null, "category": "identity"}]}.

@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 RecallMode = Literal["index", "scan", "keyword"]
 
 _LOCK_STRIPES = 64
+# A fact whose key matches a memory's replaces it only if the two are at least this close in meaning
+# (or share a word): "name is Ana" → "name is Bea" is ~0.55; an unrelated text under a wrong key ~0.2.
+KEY_RELATED_SIMILARITY = 0.5
 
 
 @dataclass(frozen=True)
@@ -279,27 +282,45 @@ class MemoryService:
         vector: builtins.list[float] | None,
         stored: Sequence[_Stored],
     ) -> Memory | None:
-        if fact.key is not None:
-            for s in stored:
-                if s.memory.key == fact.key:
-                    return s.memory
+        """The memory this fact restates or updates, if any.
+
+        Same words always; the same key only when the two texts are related at all (a shared word or
+        a loose semantic match), so a small model's wrong key cannot overwrite an unrelated memory;
+        otherwise, in the semantic modes, a meaning at least `update_similarity` close.
+        """
         for s in stored:
             if same_words(s.memory.text, fact.text):
                 return s.memory
         if not stored:
             return None
-        threshold = self._settings.update_similarity
-        if self._mode == "index":
-            items = await self._store.asearch(namespace, query=fact.text, limit=1)
-            for item in items:
-                if tuple(item.namespace) == namespace and item.score is not None and item.score >= threshold:
-                    return next((s.memory for s in stored if s.memory.id == item.key), _to_memory(item, None))
-        elif self._mode == "scan" and vector is not None:
-            best = max(((s, _cosine(vector, s.vector)) for s in stored if s.vector is not None),
-                       key=lambda pair: pair[1], default=None)
-            if best is not None and best[1] >= threshold:
-                return best[0].memory
+        scores = await self._similarities(namespace, fact.text, vector, stored)
+        if fact.key is not None:
+            wanted = terms(fact.text)
+            for s in stored:
+                if s.memory.key == fact.key and (
+                    wanted & terms(s.memory.text) or scores.get(s.memory.id, 0.0) >= KEY_RELATED_SIMILARITY
+                ):
+                    return s.memory
+        if scores:
+            best_id, best = max(scores.items(), key=lambda pair: pair[1])
+            if best >= self._settings.update_similarity:
+                return next((s.memory for s in stored if s.memory.id == best_id), None)
         return None
+
+    async def _similarities(
+        self,
+        namespace: tuple[str, str],
+        text: str,
+        vector: builtins.list[float] | None,
+        stored: Sequence[_Stored],
+    ) -> dict[str, float]:
+        """Cosine similarity of `text` to the stored memories (the closest ones; none in keyword mode)."""
+        if self._mode == "index":
+            items = await self._store.asearch(namespace, query=text, limit=min(len(stored), 20))
+            return {i.key: i.score for i in items if tuple(i.namespace) == namespace and i.score is not None}
+        if self._mode == "scan" and vector is not None:
+            return {s.memory.id: _cosine(vector, s.vector) for s in stored if s.vector is not None}
+        return {}
 
     async def _resolve(self, user_id: str, memory_ref: str) -> Memory | None:
         ref = memory_ref.strip().lower()

@@ -90,6 +90,13 @@ async def test_same_key_updates_instead_of_appending(memory: MemoryService) -> N
     assert only.updated_at >= first.memory.updated_at
 
 
+async def test_a_wrong_key_does_not_overwrite_an_unrelated_memory(memory: MemoryService) -> None:
+    await memory.remember("cyd", [Fact(text="The user's name is Ana.", key="name")])
+    (outcome,) = await memory.remember("cyd", [Fact(text="My favourite editor is vim.", key="name")])
+    assert not outcome.updated  # a small model's mislabelled key must not erase the user's name
+    assert sorted(m.text for m in await memory.list("cyd")) == ["My favourite editor is vim.", "The user's name is Ana."]
+
+
 async def test_same_words_update_and_distinct_facts_append(memory: MemoryService) -> None:
     await memory.remember("di", ["The user likes Python.", "The user likes Rust."])
     (again,) = await memory.remember("di", ["the user LIKES python"])
