@@ -115,6 +115,23 @@ def test_palette_transparency_is_flattened(tmp_path: Path) -> None:
     assert out.getpixel((1, 1)) == WHITE and out.getpixel((8, 8)) == RED
 
 
+@pytest.mark.parametrize(
+    ("mode", "value", "name", "expected"),
+    [
+        ("CMYK", (0, 255, 255, 0), "print.jpg", RED),  # a print-shop JPEG
+        ("I;16", 30000, "scan.png", (117, 117, 117)),  # 16-bit greyscale, scaled to 8 bits
+        ("LA", (100, 255), "grey.png", (100, 100, 100)),
+    ],
+)
+def test_other_modes_become_rgb(
+    tmp_path: Path, mode: str, value: Any, name: str, expected: tuple[int, int, int]
+) -> None:
+    path = tmp_path / name
+    Image.new(mode, (20, 10), value).save(path)
+    out = decoded(prepare_image(path, LIMITS).data)
+    assert out.mode == "RGB" and close(out.getpixel((5, 5)), expected, tol=3)
+
+
 def test_downscaled_to_max_side_keeping_aspect(tmp_path: Path) -> None:
     path = tmp_path / "wide.webp"
     half_and_half((1200, 400), RED, BLUE).save(path, format="WEBP")

@@ -140,7 +140,13 @@ def validate_image(path: str | Path, limits: ImageLimits, *, name: str | None = 
 
 
 def _flatten(image: Image.Image) -> Image.Image:
-    """RGB, with any transparency composited onto white."""
+    """RGB, with any transparency composited onto white (and 16-bit greyscale scaled to 8 bits)."""
+    if image.mode.startswith("I;16") or image.mode == "I":
+        high = image.getextrema()[1]
+        wide = image.convert("I")
+        image = (
+            wide.point(lambda v: v * (1 / 256)) if isinstance(high, int | float) and high > 255 else wide
+        ).convert("L")
     if image.mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "RGBa"):
