@@ -196,6 +196,7 @@ async def test_specialist_without_writer_lists_results_as_sources(
             r"HTTP 429.*excessive",
         ),
         (432, {"detail": {"error": "This request exceeds your plan's set usage limit."}}, r"HTTP 403"),
+        (400, {"detail": {"error": "Invalid time_range."}}, r"HTTP 400\)\. Tavily said: Invalid time_range"),
         (500, {"detail": {"error": "Internal Server Error"}}, r"HTTP 500"),
         (503, {"detail": {"error": "upstream unavailable"}}, r"HTTP 503"),
     ],
@@ -214,6 +215,26 @@ async def test_tavily_http_errors_become_clear_messages(
     assert result.error
     assert re.search(expected, result.content), result.content
     assert "Traceback" not in result.content
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"text": "<html>gateway page</html>", "content_type": "text/html"}, "malformed JSON"),
+        ({"json": {"query": "q", "results": {"not": "a list"}}}, "no `results` list"),
+    ],
+)
+async def test_tavily_malformed_replies(
+    upstream: FakeUpstream, kwargs: dict[str, Any], expected: str
+) -> None:
+    upstream.reply("POST", "/search", **kwargs)
+    backend = TavilySearch(tavily_settings(upstream))
+    specialist = SearchSpecialist(backend, None, Settings(_env_file=None))  # type: ignore[call-arg]
+    try:
+        result = await specialist.run("q", CTX, {})
+    finally:
+        await specialist.aclose()
+    assert result.error and expected in result.content, result.content
 
 
 async def test_tavily_timeout_becomes_clear_message(upstream: FakeUpstream) -> None:
