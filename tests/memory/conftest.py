@@ -65,7 +65,9 @@ def local_postgres() -> str:
 @pytest.fixture(scope="session")
 def pgvector_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real PostgreSQL with pgvector from the `pgserver` wheel (unix socket), for the vector index."""
-    pgserver = pytest.importorskip("pgserver", reason="pgserver (PostgreSQL + pgvector wheel) is not installed")
+    pgserver = pytest.importorskip(
+        "pgserver", reason="pgserver (PostgreSQL + pgvector wheel) is not installed"
+    )
     logging.getLogger("pgserver").setLevel(logging.WARNING)
     server = pgserver.get_server(tmp_path_factory.mktemp("pgvector"), cleanup_mode="stop")
     try:
@@ -90,9 +92,7 @@ class Backend:
     async def open(self, **memory: Any) -> MemoryService:
         settings = self.settings
         if memory:
-            settings = settings.model_copy(
-                update={"memory": settings.memory.model_copy(update=memory)}
-            )
+            settings = settings.model_copy(update={"memory": settings.memory.model_copy(update=memory)})
         service = await open_memory_service(settings, embedder=self.embedder)
         assert service is not None
         assert service.mode in self.expected_mode.split("|"), (self.name, service.mode)
@@ -100,7 +100,9 @@ class Backend:
 
 
 @pytest.fixture(params=list(BACKENDS))
-async def backend(request: pytest.FixtureRequest, tmp_path: Path, embedder: Embedder) -> AsyncIterator[Backend]:
+async def backend(
+    request: pytest.FixtureRequest, tmp_path: Path, embedder: Embedder
+) -> AsyncIterator[Backend]:
     """Each memory backend for real; PostgreSQL ones in a schema of their own, dropped afterwards."""
     kind, vector, expected = BACKENDS[request.param]
     schema = None

@@ -73,7 +73,9 @@ async def test_remember_list_recall(memory: MemoryService) -> None:
 async def test_semantic_recall_finds_meaning_not_words(memory: MemoryService) -> None:
     if not memory.semantic:
         pytest.skip("keyword recall matches words, not meanings (no embeddings in this mode)")
-    await memory.remember("ben", ["The user has a dog called Rex.", "The user works as a nurse.", "The user likes jazz."])
+    await memory.remember(
+        "ben", ["The user has a dog called Rex.", "The user works as a nurse.", "The user likes jazz."]
+    )
     recalled = await memory.recall("ben", "what is my pet's name?", k=1)
     assert recalled[0].text == "The user has a dog called Rex."
     assert recalled[0].score is not None
@@ -94,14 +96,18 @@ async def test_a_wrong_key_does_not_overwrite_an_unrelated_memory(memory: Memory
     await memory.remember("cyd", [Fact(text="The user's name is Ana.", key="name")])
     (outcome,) = await memory.remember("cyd", [Fact(text="My favourite editor is vim.", key="name")])
     assert not outcome.updated  # a small model's mislabelled key must not erase the user's name
-    assert sorted(m.text for m in await memory.list("cyd")) == ["My favourite editor is vim.", "The user's name is Ana."]
+    texts = sorted(m.text for m in await memory.list("cyd"))
+    assert texts == ["My favourite editor is vim.", "The user's name is Ana."]
 
 
 async def test_same_words_update_and_distinct_facts_append(memory: MemoryService) -> None:
     await memory.remember("di", ["The user likes Python.", "The user likes Rust."])
     (again,) = await memory.remember("di", ["the user LIKES python"])
     assert again.updated
-    assert sorted(m.text for m in await memory.list("di")) == ["The user likes Rust.", "the user LIKES python"]
+    assert sorted(m.text for m in await memory.list("di")) == [
+        "The user likes Rust.",
+        "the user LIKES python",
+    ]
 
 
 async def test_near_duplicate_meaning_updates(memory: MemoryService) -> None:
@@ -116,7 +122,9 @@ async def test_near_duplicate_meaning_updates(memory: MemoryService) -> None:
 
 
 async def test_forget_by_id_and_prefix(memory: MemoryService) -> None:
-    outcomes = await memory.remember("fay", ["The user likes tea.", "The user likes cake.", "The user owns a bike."])
+    outcomes = await memory.remember(
+        "fay", ["The user likes tea.", "The user likes cake.", "The user owns a bike."]
+    )
     tea, cake, bike = (o.memory for o in outcomes)
     forgotten = await memory.forget("fay", tea.id)
     assert forgotten is not None and forgotten.text == tea.text
@@ -128,12 +136,17 @@ async def test_forget_by_id_and_prefix(memory: MemoryService) -> None:
 
 
 async def test_forget_matching(memory: MemoryService) -> None:
-    await memory.remember("gus", ["The user likes Python.", "The user lives in Lisbon.", "The user has two cats."])
+    await memory.remember(
+        "gus", ["The user likes Python.", "The user lives in Lisbon.", "The user has two cats."]
+    )
     removed = await memory.forget_matching("gus", "that I like python")
     assert [m.text for m in removed] == ["The user likes Python."]
     assert await memory.forget_matching("gus", "quantum chromodynamics") == []
     assert await memory.forget_matching("gus", "that") == []  # no significant word: never "everything"
-    assert sorted(m.text for m in await memory.list("gus")) == ["The user has two cats.", "The user lives in Lisbon."]
+    assert sorted(m.text for m in await memory.list("gus")) == [
+        "The user has two cats.",
+        "The user lives in Lisbon.",
+    ]
 
 
 async def test_forget_all_only_that_user(memory: MemoryService) -> None:
@@ -197,11 +210,14 @@ async def test_invalid_user_ids_are_refused(memory: MemoryService, bad: str) -> 
 
 
 async def test_memories_survive_a_restart(backend, memory: MemoryService) -> None:  # type: ignore[no-untyped-def]
-    await memory.remember("ivy", [Fact(text="The user's name is Ivy.", key="name"), "The user likes sailing."])
+    await memory.remember(
+        "ivy", [Fact(text="The user's name is Ivy.", key="name"), "The user likes sailing."]
+    )
     await memory.aclose()
     reopened = await backend.open()
     try:
-        assert sorted(m.text for m in await reopened.list("ivy")) == ["The user likes sailing.", "The user's name is Ivy."]
+        texts = sorted(m.text for m in await reopened.list("ivy"))
+        assert texts == ["The user likes sailing.", "The user's name is Ivy."]
         (outcome,) = await reopened.remember("ivy", [Fact(text="The user's name is Ivy Lee.", key="name")])
         assert outcome.updated  # dedupe works on what the previous process stored
         query = "what does the user do for fun?" if reopened.semantic else "sailing"

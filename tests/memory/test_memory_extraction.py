@@ -11,7 +11,9 @@ from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackMana
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
+from langgraph.store.memory import InMemoryStore
 
+from core.settings import MemorySettings
 from memory.extraction import FACTS_SCHEMA, extract_facts, parse_facts, response_format, transcript
 from memory.records import Fact
 from memory.service import MemoryService
@@ -26,7 +28,7 @@ class ScriptedChatModel(BaseChatModel):
     """Replies with the scripted texts in order (or raises them) and records what it was sent."""
 
     replies: list[str | Exception]
-    calls: list[dict[str, Any]] = []
+    calls: list[dict[str, Any]]
 
     @property
     def _llm_type(self) -> str:
@@ -148,14 +150,13 @@ def test_transcript_keeps_the_newest_words_within_budget() -> None:
 
 
 def test_parse_facts_caps_the_count() -> None:
-    many = {"facts": [{"text": f"The user likes item {n}.", "key": None, "category": "other"} for n in range(30)]}
+    many = {
+        "facts": [{"text": f"The user likes item {n}.", "key": None, "category": "other"} for n in range(30)]
+    }
     assert len(parse_facts(json.dumps(many))) == 10
 
 
 async def test_learn_scripted_stores_facts_and_survives_bad_replies(tmp_path: Path) -> None:
-    from core.settings import MemorySettings
-    from langgraph.store.memory import InMemoryStore
-
     service = MemoryService(InMemoryStore(), MemorySettings(), backend="memory", mode="keyword")
     stored = await service.learn("ana", scripted(VALID), TURN)
     assert sorted(r.memory.text for r in stored) == [
