@@ -327,6 +327,14 @@ async def test_searxng_timeout(upstream: FakeUpstream, http: httpx.AsyncClient) 
     assert result.error and "did not answer within 0.3 s" in result.content
 
 
+async def test_empty_query_is_not_sent(upstream: FakeUpstream, http: httpx.AsyncClient) -> None:
+    specialist = SearchSpecialist(
+        SearxngSearch(searxng_settings(upstream), http), None, Settings(_env_file=None)
+    )  # type: ignore[call-arg]
+    result = await specialist.run("  \n ", CTX, {})
+    assert result.error and "What should I search" in result.content and not upstream.requests
+
+
 async def test_no_results_is_said_plainly(upstream: FakeUpstream, http: httpx.AsyncClient) -> None:
     upstream.reply("GET", "/search", json={**SEARXNG_OK, "results": [], "number_of_results": 0})
     specialist = SearchSpecialist(

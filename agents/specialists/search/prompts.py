@@ -25,3 +25,5 @@ NO_RESULTS_MESSAGE = "The web search for “{query}” found nothing. Try other 
 SOURCES_HEADING = "Sources:"
 
 UNSUMMARISED_INTRO = "Here is what the web search for “{query}” found:"
+
+EMPTY_QUERY_MESSAGE = "What should I search the web for?"

@@ -11,6 +11,7 @@ from langchain_core.runnables import RunnableConfig
 from agents.specialists.base import Artifact, SpecialistDeps, SpecialistResult, TurnContext
 from agents.specialists.search.client import SearchError, SearchHit, WebSearch, web_search
 from agents.specialists.search.prompts import (
+    EMPTY_QUERY_MESSAGE,
     NO_RESULTS_MESSAGE,
     SEARCH_RESULT_TEMPLATE,
     SEARCH_SYSTEM_PROMPT,
@@ -147,6 +148,8 @@ class SearchSpecialist:
 
     async def run(self, request: str, ctx: TurnContext, config: RunnableConfig) -> SpecialistResult:
         query = " ".join(request.split())
+        if not query:
+            return SpecialistResult(content=EMPTY_QUERY_MESSAGE, error=True)
         try:
             hits = await self.backend.search(query)
         except SearchError as exc:
