@@ -2,7 +2,7 @@
 
 One collection with typed fields, a dense vector (the embedder's) and a BM25 sparse vector that Milvus
 computes itself from the analysed `text` field; hybrid search fuses both with RRF. The embedding model
-and dimension are written into the collection's description and checked on open.
+and dimension are written into the collection's properties and checked on open.
 
 Isolation: every read and delete is scoped by `owner_key`, the SHA-256 of the owner id. Filters are
 assembled only from field-name constants and values that match `^[0-9a-f]{32}$|^[0-9a-f]{64}$` (hashes
@@ -15,7 +15,6 @@ and generated ids), checked right where the filter is built: no caller text ever
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import re
 import time
@@ -139,27 +138,24 @@ class MilvusStore:
         client.load_collection(collection)
         return store
 
-    def _description(self) -> str:
-        return json.dumps(
-            {
-                "app": "ensemble",
-                "schema": SCHEMA_VERSION,
-                "embedding_model": self.model_name,
-                "dimension": self.dimension,
-            }
-        )
+    def _properties(self) -> dict[str, str]:
+        return {"ensemble.app": "documents", "ensemble.schema": str(SCHEMA_VERSION),
+                "ensemble.embedding_model": self.model_name, "ensemble.dimension": str(self.dimension)}
 
     def _check_model(self) -> None:
         info = self.client.describe_collection(self.collection)
+        properties = info.get("properties") or {}
         try:
-            meta = json.loads(info.get("description") or "")
-            stored_model, stored_dim = str(meta["embedding_model"]), int(meta["dimension"])
-        except (ValueError, KeyError, TypeError) as exc:
+            stored_model = str(properties["ensemble.embedding_model"])
+            stored_dim = int(properties["ensemble.dimension"])
+        except (KeyError, TypeError, ValueError) as exc:
             raise EmbeddingMismatch(
                 f"The Milvus collection “{self.collection}” was not created by Ensemble's documents feature; "
                 "set ENSEMBLE_RAG__COLLECTION to another name."
             ) from exc
-        if stored_model != self.model_name or stored_dim != self.dimension:
+        dense = [f for f in info.get("fields", []) if f.get("name") == "dense"]
+        field_dim = int((dense[0].get("params") or {}).get("dim", stored_dim)) if dense else stored_dim
+        if stored_model != self.model_name or stored_dim != self.dimension or field_dim != self.dimension:
             raise EmbeddingMismatch(
                 f"The document index “{self.collection}” was built with the embedding model {stored_model} "
                 f"({stored_dim}-d), but the configured model is {self.model_name} ({self.dimension}-d). "
@@ -171,7 +167,7 @@ class MilvusStore:
         from pymilvus import DataType, Function, FunctionType
 
         schema = self.client.create_schema(
-            auto_id=False, enable_dynamic_field=False, description=self._description()
+            auto_id=False, enable_dynamic_field=False, description="Ensemble document chunks"
         )
         schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=VARCHAR_LIMITS["id"])
         for name in (
@@ -219,8 +215,8 @@ class MilvusStore:
             schema=schema,
             index_params=index,
             consistency_level="Strong",
-            description=self._description(),
         )
+        self.client.alter_collection_properties(self.collection, properties=self._properties())
 
     # ------------------------------------------------------------------------------------ writes
 
