@@ -9,8 +9,7 @@ import pytest
 from pydantic import BaseModel
 
 from core.settings import Settings
-
-from .conftest import ENVS, Rendered
+from tests.deploy.conftest import ENVS, Rendered
 
 SECRET_NAME_HINTS = ("API_KEY", "DATABASE_URL", "AUTH_SECRET", "PASSWORD", "TOKEN")
 
@@ -126,7 +125,9 @@ def test_migrations_run_presync_after_the_secret(app: Rendered) -> None:
     migrate = next(j for n, j in jobs.items() if n.endswith("-migrate"))
     ann = migrate["metadata"]["annotations"]
     assert ann["argocd.argoproj.io/hook"] == "PreSync"
-    secret = migrate["spec"]["template"]["spec"]["containers"][0]["env"][0]["valueFrom"]["secretKeyRef"]["name"]
+    secret = migrate["spec"]["template"]["spec"]["containers"][0]["env"][0]["valueFrom"]["secretKeyRef"][
+        "name"
+    ]
     es_ann = app.one("ExternalSecret", secret)["metadata"]["annotations"]
     assert es_ann["argocd.argoproj.io/hook"] == "PreSync"
     assert int(es_ann["argocd.argoproj.io/sync-wave"]) < int(ann["argocd.argoproj.io/sync-wave"])

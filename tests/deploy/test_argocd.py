@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .conftest import DEPLOY, ENVS, appset, elements
+from tests.deploy.conftest import DEPLOY, ENVS, appset, elements
 
 WAVES = {
     "0": {

@@ -6,7 +6,7 @@ import fnmatch
 import json
 import shlex
 
-from .conftest import REPO
+from tests.deploy.conftest import REPO
 
 
 def _instructions() -> list[tuple[str, str]]:

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from .conftest import REPO
+from tests.deploy.conftest import REPO
 
 psycopg = pytest.importorskip("psycopg")
 pytestmark = pytest.mark.postgres

@@ -8,7 +8,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from .conftest import DEPLOY, ENVS, Rendered
+from tests.deploy.conftest import DEPLOY, ENVS, Rendered
 
 MODELS = ("tabbyapi-mixtral", "tabbyapi-codellama", "sglang-llava", "tei-bge-small", "torchserve-sdxl")
 GPU_MODELS = ("tabbyapi-mixtral", "tabbyapi-codellama", "sglang-llava", "torchserve-sdxl")

@@ -8,7 +8,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from .conftest import (
+from tests.deploy.conftest import (
     CRD_SCHEMAS,
     DEPLOY,
     ENVS,

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import REPO
+from tests.deploy.conftest import REPO
 
 pytest.importorskip("chainlit")
 pytest.importorskip("aiohttp", reason="python-socketio's asyncio client needs aiohttp")

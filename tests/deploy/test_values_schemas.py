@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .conftest import DEPLOY, ENVS, REPO, deep_merge, elements, helm, layered_values, render_chart
+from tests.deploy.conftest import DEPLOY, ENVS, REPO, deep_merge, elements, helm, layered_values, render_chart
 
 BAD_VALUES = {
     "app-single-replica": ("ensemble", {"replicaCount": 1}),

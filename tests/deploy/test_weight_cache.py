@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import DEPLOY
+from tests.deploy.conftest import DEPLOY
 
 SCRIPT = DEPLOY / "charts" / "model-server" / "files" / "fill-cache.sh"
 
