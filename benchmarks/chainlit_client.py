@@ -1,0 +1,131 @@
+"""A load client that speaks Chainlit 2.12's socket.io protocol, as its web front-end does.
+
+Connect: socket.io at `/ws/socket.io` (websocket transport) with the `auth` payload that
+`chainlit/socket.py:connect` reads (sessionId, clientType, threadId, userEnv, chatProfile), then the
+`connection_successful` event. A turn: emit `client_message` with a user step; the server answers
+with `stream_start`/`stream_token` (tokens), `new_message`/`update_message` (steps and the final
+message) and `task_end` when `on_message` returns. Bytes are counted per received websocket frame
+(the socket.io text as sent, plus the frame header).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import engineio
+import socketio
+
+
+def _frame_header(size: int) -> int:
+    return 2 if size < 126 else 4 if size < 65536 else 10
+
+
+class CountingEngineIOClient(engineio.AsyncClient):
+    """engine.io client that counts the bytes of every packet it receives."""
+
+    received_bytes = 0
+
+    async def _receive_packet(self, pkt: Any) -> None:
+        encoded = pkt.encode()
+        size = len(encoded.encode() if isinstance(encoded, str) else encoded)
+        self.received_bytes += size + _frame_header(size)
+        await super()._receive_packet(pkt)
+
+
+class CountingClient(socketio.AsyncClient):
+    def _engineio_client_class(self) -> type[engineio.AsyncClient]:
+        return CountingEngineIOClient
+
+
+@dataclass
+class TurnResult:
+    ttft: float | None  # seconds from sending to the first answer token
+    last_token: float | None  # seconds from sending to the last answer token
+    total: float  # seconds from sending to task_end
+    tokens: int
+    text: str  # the final answer message's content
+    wire_bytes: int  # bytes received during the turn
+    events: dict[str, int] = field(default_factory=dict)
+
+
+class ChainlitSession:
+    """One browser-like chat session over socket.io."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.session_id = str(uuid.uuid4())
+        self.client = CountingClient(reconnection=False)
+        self._events: asyncio.Queue[tuple[str, Any, float]] = asyncio.Queue()
+        self.client.on("*", self._on_any)
+
+    async def _on_any(self, event: str, data: Any = None) -> None:
+        self._events.put_nowait((event, data, time.perf_counter()))
+
+    @property
+    def received_bytes(self) -> int:
+        eio = self.client.eio
+        return eio.received_bytes if isinstance(eio, CountingEngineIOClient) else 0
+
+    async def connect(self, wait: float = 30.0) -> None:
+        auth = {
+            "sessionId": self.session_id,
+            "clientType": "webapp",
+            "threadId": None,
+            "userEnv": "{}",
+            "chatProfile": None,
+        }
+        await self.client.connect(
+            self.url,
+            socketio_path="/ws/socket.io",
+            transports=["websocket"],
+            auth=auth,
+            headers={"X-Chainlit-Session-Id": self.session_id, "X-Chainlit-Client-Type": "webapp"},
+            wait_timeout=wait,
+        )
+        await self.client.emit("connection_successful")
+
+    async def turn(self, text: str, limit: float = 60.0) -> TurnResult:
+        """Send one user message and wait for `task_end`; times and bytes of what came back."""
+        while not self._events.empty():
+            self._events.get_nowait()
+        message_id = str(uuid.uuid4())
+        step = {
+            "id": message_id,
+            "threadId": "",
+            "name": "User",
+            "type": "user_message",
+            "output": text,
+            "createdAt": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        }
+        bytes_before = self.received_bytes
+        started = time.perf_counter()
+        await self.client.emit("client_message", {"message": step, "fileReferences": []})
+        deadline = started + limit
+        first: float | None = None
+        last: float | None = None
+        tokens = 0
+        final = ""
+        counts: dict[str, int] = {}
+        while True:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                raise TimeoutError(f"no task_end within {limit} s")
+            event, data, at = await asyncio.wait_for(self._events.get(), remaining)
+            counts[event] = counts.get(event, 0) + 1
+            if event == "stream_token" and isinstance(data, dict) and not data.get("isInput"):
+                tokens += 1
+                first = at - started if first is None else first
+                last = at - started
+            elif event in ("new_message", "update_message") and isinstance(data, dict):
+                if data.get("type") == "assistant_message":
+                    final = str(data.get("output") or "")
+            elif event == "task_end" and counts.get("task_start", 0):
+                return TurnResult(first, last, at - started, tokens, final, self.received_bytes - bytes_before, counts)
+
+    async def close(self) -> None:
+        await self.client.disconnect()

@@ -1,0 +1,240 @@
+"""Added time to first token and streaming through the real Chainlit server, at 1, 10 and 50 sessions.
+
+Systems, each behind the same fixture (TTFT 200 ms, 40 tokens at 20 ms by default) and measured in
+the same run, rounds interleaved: the floor (a client straight to the fixture), a minimal Chainlit app
+(benchmarks/minimal_chainlit_app.py) and Ensemble (chainlit_app/app.py, supervisor in `tools` mode, so
+a direct answer streams from the routing call). Sessions are socket.io clients in this process; the
+servers run in their own processes. Added TTFT = first answer token minus the fixture's TTFT; the last
+token's lag = last token minus the fixture's last token time; bytes = websocket bytes received per
+turn over the answer text's UTF-8 bytes. Loopback only; every loop is bounded by turns and timeouts.
+
+Run: `.venv/bin/python -m benchmarks.chainlit_load` (`--rounds 3 --turns 10 --sessions 1 10 50`;
+`--tokens 100 --token-delay 0.005` for the fast-token case; `--ensemble-app PATH` to measure a
+patched copy of the app).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import statistics
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+from benchmarks.chainlit_client import ChainlitSession, TurnResult
+from benchmarks.common import (
+    PYTHON,
+    REPO,
+    RESULTS,
+    child,
+    fixture,
+    fixture_reset,
+    fixture_stats,
+    free_port,
+    percentile,
+    table,
+    wait_http,
+    write_results,
+)
+
+PROMPT = "Give me three tips for a productive morning. [tag:{tag}]"
+
+
+def ensemble_env(fixture_url: str, data_dir: Path) -> dict[str, str]:
+    return {
+        "ENSEMBLE_SUPERVISOR__BASE_URL": fixture_url,
+        "ENSEMBLE_SUPERVISOR__MODEL": "fixture",
+        "ENSEMBLE_SUPERVISOR__STRUCTURED_OUTPUT": "tools",
+        "ENSEMBLE_CODE__BASE_URL": fixture_url,
+        "ENSEMBLE_CODE__MODEL": "fixture",
+        "ENSEMBLE_LOCAL_LLM__ENABLED": "off",
+        "ENSEMBLE_DATA_DIR": str(data_dir),
+    }
+
+
+@contextlib.asynccontextmanager
+async def chainlit_server(
+    app: Path, env: dict[str, str], ready_path: str, log: Path
+) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
+    """`chainlit run app --headless` from the repo root (Ensemble's .chainlit config); yields its URL."""
+    port = free_port()
+    args = [PYTHON, "-m", "chainlit", "run", str(app), "--headless", "--host", "127.0.0.1", "--port", str(port)]
+    async with child(args, env=env, log=log) as proc:
+        url = f"http://127.0.0.1:{port}"
+        await wait_http(url + ready_path, 120, proc)
+        yield url, proc
+
+
+async def chainlit_phase(url: str, sessions: int, turns: int, tag: str) -> list[tuple[int, TurnResult]]:
+    """`sessions` clients connect, then all run `turns` turns at once; (turn index, result) pairs."""
+    clients = [ChainlitSession(url) for _ in range(sessions)]
+    await asyncio.gather(*(c.connect() for c in clients))
+    start = asyncio.Event()
+
+    async def run(index: int, client: ChainlitSession) -> list[tuple[int, TurnResult]]:
+        await start.wait()
+        out = []
+        for t in range(turns):
+            marker = f"{tag}-s{index}-t{t}"
+            result = await client.turn(PROMPT.format(tag=marker))
+            if f"[echo:{marker}]" not in result.text:
+                raise RuntimeError(f"session {index} turn {t}: answer is not this session's ({result.text[:60]!r})")
+            out.append((t, result))
+        return out
+
+    tasks = [asyncio.create_task(run(i, c)) for i, c in enumerate(clients)]
+    await asyncio.sleep(0.2)
+    start.set()
+    try:
+        results = await asyncio.gather(*tasks)
+    finally:
+        await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+    return [r for per in results for r in per]
+
+
+async def floor_phase(fixture_url: str, sessions: int, turns: int, tag: str) -> list[tuple[int, TurnResult]]:
+    """A client straight to the fixture (streaming chat completions over HTTP): the floor."""
+    limits = httpx.Limits(max_connections=sessions + 5, max_keepalive_connections=sessions + 5)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as http:
+
+        async def run(index: int) -> list[tuple[int, TurnResult]]:
+            out = []
+            for t in range(turns):
+                body = {"model": "fixture", "stream": True,
+                        "messages": [{"role": "user", "content": PROMPT.format(tag=f"{tag}-s{index}-t{t}")}]}
+                started = time.perf_counter()
+                first = last = None
+                size = tokens = 0
+                async with http.stream("POST", f"{fixture_url}/chat/completions", json=body) as response:
+                    async for line in response.aiter_lines():
+                        size += len(line) + 1
+                        if line.startswith("data: {") and '"content": "' in line and '"content": ""' not in line:
+                            now = time.perf_counter() - started
+                            first = now if first is None else first
+                            last = now
+                            tokens += 1
+                out.append((t, TurnResult(first, last, time.perf_counter() - started, tokens, "", size)))
+            return out
+
+        results = await asyncio.gather(*(run(i) for i in range(sessions)))
+    return [r for per in results for r in per]
+
+
+def phase_stats(results: list[tuple[int, TurnResult]], ttft: float, stream_time: float) -> dict[str, Any]:
+    added = [(r.ttft - ttft) * 1000 for _, r in results if r.ttft is not None]
+    first_turns = [(r.ttft - ttft) * 1000 for t, r in results if t == 0 and r.ttft is not None]
+    later = [(r.ttft - ttft) * 1000 for t, r in results if t > 0 and r.ttft is not None]
+    lag = [(r.last_token - ttft - stream_time) * 1000 for _, r in results if r.last_token is not None]
+    text = sum(len(r.text.encode()) for _, r in results)
+    wire = sum(r.wire_bytes for _, r in results)
+    return {
+        "turns": len(results),
+        "added_ttft_p50": percentile(added, 50),
+        "added_ttft_p99": percentile(added, 99),
+        "first_turn_p50": percentile(first_turns, 50),
+        "later_turns_p50": percentile(later, 50),
+        "last_token_lag_p50": percentile(lag, 50),
+        "last_token_lag_p99": percentile(lag, 99),
+        "wire_bytes_per_turn": wire / max(1, len(results)),
+        "text_bytes_per_turn": text / max(1, len(results)),
+        "wire_over_text": wire / text if text else None,
+        "tokens_per_turn": statistics.fmean([r.tokens for _, r in results]) if results else 0,
+    }
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    logs = RESULTS / "logs"
+    stream_time = (args.tokens - 1) * args.token_delay
+    phases: list[dict[str, Any]] = []
+    async with fixture(ttft=args.ttft, tokens=args.tokens, token_delay=args.token_delay,
+                       log=logs / "fixture.log") as fixture_url, httpx.AsyncClient() as http:
+        with tempfile.TemporaryDirectory(prefix="ensemble-load-") as tmp:
+            servers: dict[str, tuple[str, asyncio.subprocess.Process]] = {}
+            async with contextlib.AsyncExitStack() as stack:
+                if "minimal" in args.systems:
+                    servers["minimal"] = await stack.enter_async_context(chainlit_server(
+                        REPO / "benchmarks" / "minimal_chainlit_app.py", {"BENCH_FIXTURE_URL": fixture_url}, "/",
+                        logs / "minimal.log"))
+                if "ensemble" in args.systems:
+                    servers["ensemble"] = await stack.enter_async_context(chainlit_server(
+                        Path(args.ensemble_app), ensemble_env(fixture_url, Path(tmp)), "/readyz",
+                        logs / "ensemble.log"))
+                for round_ in range(1, args.rounds + 1):
+                    for sessions in args.sessions:
+                        for system in args.systems:
+                            await fixture_reset(fixture_url, http)
+                            tag = f"{system}-r{round_}-n{sessions}"
+                            rss_before = None
+                            started = time.perf_counter()
+                            if system == "floor":
+                                results = await floor_phase(fixture_url, sessions, args.turns, tag)
+                            else:
+                                url, proc = servers[system]
+                                rss_before = psutil.Process(proc.pid).memory_info().rss
+                                results = await chainlit_phase(url, sessions, args.turns, tag)
+                            seconds = time.perf_counter() - started
+                            calls = (await fixture_stats(fixture_url, http))["calls"]
+                            stats = phase_stats(results, args.ttft, stream_time)
+                            stats.update(system=system, sessions=sessions, round=round_, seconds=seconds,
+                                         model_calls_per_turn=calls / max(1, len(results)))
+                            if rss_before is not None:
+                                _, proc = servers[system]
+                                stats["rss_before_mb"] = rss_before / 2**20
+                                stats["rss_after_mb"] = psutil.Process(proc.pid).memory_info().rss / 2**20
+                            phases.append(stats)
+                            print(f"round {round_} {system:8} {sessions:3} sessions: added TTFT p50 "
+                                  f"{stats['added_ttft_p50']:.1f} p99 {stats['added_ttft_p99']:.1f} ms, last-token lag "
+                                  f"p50 {stats['last_token_lag_p50']:.1f} ms, wire/text "
+                                  f"{stats['wire_over_text'] or 0:.1f}", flush=True)
+    return {"config": vars(args), "phases": phases, "summary": summarise(phases)}
+
+
+def summarise(phases: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Median over rounds of each figure, per system and number of sessions."""
+    keys = ("added_ttft_p50", "added_ttft_p99", "first_turn_p50", "later_turns_p50", "last_token_lag_p50",
+            "last_token_lag_p99", "wire_over_text", "wire_bytes_per_turn", "text_bytes_per_turn",
+            "model_calls_per_turn")
+    out = []
+    for system in dict.fromkeys(p["system"] for p in phases):
+        for sessions in dict.fromkeys(p["sessions"] for p in phases):
+            rows = [p for p in phases if p["system"] == system and p["sessions"] == sessions]
+            if rows:
+                out.append({"system": system, "sessions": sessions, "rounds": len(rows),
+                            **{k: statistics.median([r[k] for r in rows if r.get(k) is not None] or [float("nan")])
+                               for k in keys}})
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--turns", type=int, default=10)
+    parser.add_argument("--sessions", type=int, nargs="+", default=[1, 10, 50])
+    parser.add_argument("--systems", nargs="+", default=["floor", "minimal", "ensemble"])
+    parser.add_argument("--ttft", type=float, default=0.2)
+    parser.add_argument("--tokens", type=int, default=40)
+    parser.add_argument("--token-delay", type=float, default=0.02)
+    parser.add_argument("--ensemble-app", default=str(REPO / "chainlit_app" / "app.py"))
+    parser.add_argument("--name", default="chainlit_load")
+    args = parser.parse_args(argv)
+    results = asyncio.run(main_async(args))
+    rows = [[s["system"], s["sessions"], s["added_ttft_p50"], s["added_ttft_p99"], s["first_turn_p50"],
+             s["later_turns_p50"], s["last_token_lag_p50"], s["last_token_lag_p99"], s["wire_over_text"] or 0.0,
+             s["model_calls_per_turn"]] for s in results["summary"]]
+    print(table(["system", "sessions", "added TTFT p50 ms", "p99 ms", "1st turn p50", "later p50",
+                 "last-token lag p50", "p99", "wire/text", "model calls/turn"], rows))
+    print("targets at 50 sessions: added TTFT <= 30 ms p50, <= 150 ms p99; wire <= 2x text (median of rounds)")
+    print("results:", write_results(args.name, results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,158 @@
+"""Per-turn orchestration overhead of the real supervisor graph (EnsembleService), against the fixture.
+
+Framework time per turn = wall time of `stream_turn` minus the fixture's model time for the calls
+that turn made (counted at the fixture). Also: added time to the first answer token, and model calls
+per turn, for a direct answer and a delegated turn (code specialist), in the `tools` and
+`json_object` decision modes. The checkpointer is the real default (SQLite file in a temp dir).
+
+Run: `.venv/bin/python -m benchmarks.orchestration` (`--turns 100`, `--profile` writes a pyinstrument
+report of the measured turns to benchmarks/results/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from agents.supervisor.service import AnswerToken, EnsembleService, StepToken, TurnFailed, TurnFinished
+from benchmarks.common import RESULTS, fixture, fixture_reset, fixture_stats, summary, table, write_results
+from core.settings import ChatEndpoint, LocalLLMSettings, Settings
+
+DIRECT = "Give me three tips for a productive morning. [tag:{tag}]"
+DELEGATED = "Please delegate to code: write a Python function that reverses a string. [tag:{tag}]"
+TURNS_PER_THREAD = 10
+
+
+def settings_for(base_url: str, mode: str, data_dir: Path) -> Settings:
+    return Settings(
+        supervisor=ChatEndpoint(base_url=base_url, model="fixture", structured_output=mode),
+        code=ChatEndpoint(base_url=base_url, model="fixture"),
+        local_llm=LocalLLMSettings(enabled="off"),
+        data_dir=data_dir,
+    )
+
+
+async def one_turn(service: EnsembleService, http: httpx.AsyncClient, base_url: str, thread: str, text: str,
+                   ttft: float) -> dict[str, Any]:
+    before = await fixture_stats(base_url, http)
+    started = time.perf_counter()
+    cpu_started = time.process_time()
+    first: float | None = None
+    outcome = "none"
+    async for event in service.stream_turn(thread_id=thread, user_id="bench", text=text):
+        if isinstance(event, AnswerToken | StepToken) and first is None:
+            first = time.perf_counter() - started
+        elif isinstance(event, TurnFinished):
+            outcome = "ok" if event.content else "empty"
+        elif isinstance(event, TurnFailed):
+            outcome = f"failed: {event.message}"
+    wall = time.perf_counter() - started
+    cpu = time.process_time() - cpu_started
+    after = await fixture_stats(base_url, http)
+    calls = after["calls"] - before["calls"]
+    nominal = after["nominal_seconds"] - before["nominal_seconds"]
+    served = after["served_seconds"] - before["served_seconds"]
+    # The answer's first token comes after every call before the answering one, plus that call's TTFT.
+    decision_time = nominal - (calls and (after["timing"]["ttft"] + after["timing"]["tokens"] *
+                                          after["timing"]["token_delay"]))
+    return {
+        "outcome": outcome,
+        "calls": calls,
+        "wall_ms": wall * 1000,
+        "cpu_ms": cpu * 1000,
+        "framework_ms": (wall - nominal) * 1000,
+        "framework_vs_served_ms": (wall - served) * 1000,
+        "added_ttft_ms": None if first is None else (first - decision_time - ttft) * 1000,
+    }
+
+
+async def run_kind(service: EnsembleService, http: httpx.AsyncClient, base_url: str, mode: str, kind: str,
+                   turns: int, warmup: int, ttft: float) -> list[dict[str, Any]]:
+    template = DIRECT if kind == "direct" else DELEGATED
+    rows = []
+    for i in range(warmup + turns):
+        thread = f"{mode}-{kind}-{i // TURNS_PER_THREAD}"
+        row = await one_turn(service, http, base_url, thread, template.format(tag=f"{kind}{i}"), ttft)
+        if row["outcome"] != "ok":
+            raise RuntimeError(f"{mode}/{kind} turn {i}: {row['outcome']}")
+        if i >= warmup:
+            rows.append(row)
+    return rows
+
+
+async def measure_mode(base_url: str, http: httpx.AsyncClient, mode: str, args: argparse.Namespace,
+                       profiler: Any) -> dict[str, Any]:
+    """Direct and delegated turns through a service started for `mode`."""
+    runs: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="ensemble-bench-") as tmp:
+        service = await EnsembleService.start(settings_for(base_url, mode, Path(tmp)))
+        try:
+            for kind in ("direct", "delegated"):
+                await fixture_reset(base_url, http)
+                if profiler is not None:
+                    profiler.start()
+                rows = await run_kind(service, http, base_url, mode, kind, args.turns, args.warmup, args.ttft)
+                if profiler is not None:
+                    profiler.stop()
+                runs[f"{mode}/{kind}"] = {
+                    key: summary([r[key] for r in rows if r[key] is not None])
+                    for key in ("framework_ms", "framework_vs_served_ms", "added_ttft_ms", "wall_ms", "cpu_ms")
+                }
+                runs[f"{mode}/{kind}"]["calls_per_turn"] = sorted({r["calls"] for r in rows})
+        finally:
+            await service.aclose()
+    return runs
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    results: dict[str, Any] = {"config": vars(args), "runs": {}}
+    profiler: Any = None
+    if args.profile:
+        from pyinstrument import Profiler
+
+        profiler = Profiler(async_mode="enabled", interval=0.0005)
+    async with (
+        fixture(ttft=args.ttft, tokens=args.tokens, token_delay=args.token_delay) as base_url,
+        httpx.AsyncClient() as http,
+    ):
+        for mode in args.modes:
+            results["runs"].update(await measure_mode(base_url, http, mode, args, profiler))
+    if profiler is not None:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "orchestration-profile.txt").write_text(profiler.output_text(unicode=True, show_all=False))
+        (RESULTS / "orchestration-profile.html").write_text(profiler.output_html())
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--turns", type=int, default=100, help="measured turns per mode and kind")
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--ttft", type=float, default=0.05)
+    parser.add_argument("--tokens", type=int, default=40)
+    parser.add_argument("--token-delay", type=float, default=0.005)
+    parser.add_argument("--modes", nargs="+", default=["tools", "json_object"])
+    parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--name", default="orchestration")
+    args = parser.parse_args(argv)
+    results = asyncio.run(main_async(args))
+    rows = []
+    for key, run in results["runs"].items():
+        fw, ttft = run["framework_ms"], run["added_ttft_ms"]
+        rows.append([key, fw["p50"], fw["p99"], run["framework_vs_served_ms"]["p50"], ttft["p50"], ttft["p99"],
+                     run["cpu_ms"]["p50"], ",".join(map(str, run["calls_per_turn"])), fw["n"]])
+    print(table(["mode/turn", "framework p50 ms", "p99 ms", "vs served p50", "added TTFT p50", "p99",
+                 "app CPU ms/turn", "model calls", "turns"], rows))
+    print("targets: framework <= 15 ms p50, <= 40 ms p99; delegated <= direct + 2 model calls")
+    print("results:", write_results(args.name, results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
