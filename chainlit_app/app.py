@@ -5,17 +5,25 @@ Run with `ensemble up` (or `chainlit run chainlit_app/app.py`). No agent logic l
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import shutil
+from pathlib import Path
+from typing import Any
 
 import chainlit as cl
+from chainlit.auth import get_current_user
+from chainlit.oauth_providers import get_configured_oauth_providers
 from chainlit.server import app as http_app
-from fastapi.responses import JSONResponse
+from fastapi import Depends
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
 
 from agents.specialists.base import FileRef
 from agents.supervisor.service import (
     AnswerToken,
     EnsembleService,
+    IngestProgress,
     Notice,
     StepFinished,
     StepStarted,
@@ -23,8 +31,11 @@ from agents.supervisor.service import (
     TurnFailed,
     TurnFinished,
 )
-from chainlit_app.render import artifact_elements, file_kind, utc_now
+from chainlit_app import auth
+from chainlit_app.persistence import FILES_ROUTE, EnsembleDataLayer, LocalStorageClient, ensure_schema, history_url
+from chainlit_app.render import artifact_elements, file_kind, progress_text, safe_name, utc_now
 from core.settings import Settings
+from memory.users import UserStore
 
 log = logging.getLogger(__name__)
 LOCAL_USER = "local"  # the single user of an instance without authentication
@@ -49,14 +60,35 @@ async def readyz() -> JSONResponse:
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
+async def stored_file(key: str, user: Any = Depends(get_current_user)) -> Response:  # noqa: B008
+    """An element file (uploaded or generated image, document) of one of the caller's own chats."""
+    storage: LocalStorageClient | None = getattr(http_app.state, "storage", None)
+    owner = getattr(user, "id", None)
+    path = storage.path_for(key) if storage is not None else None
+    if path is None or owner is None or key.split("/", 1)[0] != owner or not path.is_file():
+        return Response(status_code=404)
+    return FileResponse(path, media_type=storage.mime_of(path) if storage else None)
+
+
 @cl.on_app_startup
 async def startup() -> None:
-    # Chainlit serves its UI from a catch-all route, so probes go in front of it.
-    for path, endpoint in (("/healthz", healthz), ("/readyz", readyz)):
+    # Chainlit serves its UI from a catch-all route, so our routes go in front of it.
+    for path, endpoint in (("/healthz", healthz), ("/readyz", readyz), (f"{FILES_ROUTE}/{{key:path}}", stored_file)):
         http_app.router.routes.insert(0, APIRoute(path, endpoint, methods=["GET"]))
     settings = Settings()
-    http_app.state.ensemble = await EnsembleService.start(settings)
-    log.info("Ensemble ready; specialists: %s", service().status())
+    ensemble = await EnsembleService.start(settings)
+    http_app.state.ensemble = ensemble
+    if settings.auth.mode != "none" or get_configured_oauth_providers():
+        users = await UserStore.from_settings(settings)
+        http_app.state.users = users
+        auth.register(settings.auth, users)
+        url = history_url(settings)
+        await ensure_schema(url)
+        storage = LocalStorageClient(settings.data_dir / "files")
+        layer = EnsembleDataLayer(url, storage, on_delete_thread=ensemble.delete_thread)
+        http_app.state.storage = storage
+        cl.data_layer(lambda: layer)
+    log.info("Ensemble ready; specialists: %s", ensemble.status())
 
 
 @cl.on_app_shutdown
@@ -64,6 +96,9 @@ async def shutdown() -> None:
     ensemble: EnsembleService | None = getattr(http_app.state, "ensemble", None)
     if ensemble is not None:
         await ensemble.aclose()
+    users: UserStore | None = getattr(http_app.state, "users", None)
+    if users is not None:
+        await users.aclose()
 
 
 def current_user_id() -> str:
@@ -73,23 +108,64 @@ def current_user_id() -> str:
     return LOCAL_USER
 
 
-def uploaded_files(message: cl.Message) -> list[FileRef]:
+async def uploaded_files(message: cl.Message, user_id: str, thread_id: str) -> list[FileRef]:
+    """The message's files, copied out of Chainlit's session folder (emptied on restart) into the data dir."""
+    settings = service().settings
+    folder = settings.data_dir / "uploads" / safe_name(user_id) / safe_name(thread_id)
     files = []
     for element in message.elements or []:
         if element.path is None:
             continue
+        target = folder / f"{element.id}-{safe_name(element.name)}"
+        await asyncio.to_thread(_copy, Path(element.path), target)
         mime = element.mime or "application/octet-stream"
         files.append(
             FileRef(
                 id=element.id,
                 name=element.name,
-                path=str(element.path),
+                path=str(target),
                 mime=mime,
-                size=int(getattr(element, "size", 0) or 0),
+                size=target.stat().st_size,
                 kind=file_kind(mime),
             )
         )
     return files
+
+
+def _copy(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+
+
+async def accept_uploads(message: cl.Message, user_id: str, thread_id: str) -> list[FileRef]:
+    """Check and ingest the message's files, each document's progress shown as a step."""
+    files = await uploaded_files(message, user_id, thread_id)
+    if not files:
+        return []
+    steps: dict[str, cl.Step] = {}
+
+    async def progress(update: IngestProgress) -> None:
+        step = steps.get(update.file_name)
+        if step is None:
+            step = cl.Step(name=f"Reading {update.file_name}", type="tool", show_input=False)
+            step.start = utc_now()
+            steps[update.file_name] = step
+            await step.send()
+        step.output = progress_text(update)
+        if update.stage in ("done", "failed", "cancelled", "duplicate"):
+            step.end = utc_now()
+            step.is_error = update.stage == "failed"
+        await step.update()
+
+    uploads = await service().accept_uploads(files, user_id=user_id, thread_id=thread_id, progress=progress)
+    for text in uploads.messages:
+        await cl.Message(content=text, author="Ensemble").send()
+    return list(uploads.accepted)
+
+
+@cl.on_chat_resume
+async def on_chat_resume(thread: Any) -> None:
+    """Nothing to restore by hand: the chat's LangGraph thread has the same id as the Chainlit thread."""
 
 
 @cl.set_starters
@@ -112,12 +188,12 @@ async def on_message(message: cl.Message) -> None:
             answer = cl.Message(content="", author="Ensemble")
         return answer
 
-    async for event in service().stream_turn(
-        thread_id=cl.context.session.thread_id,
-        user_id=current_user_id(),
-        text=message.content,
-        files=uploaded_files(message),
-    ):
+    user_id, thread_id = current_user_id(), cl.context.session.thread_id
+    files = await accept_uploads(message, user_id, thread_id)
+    if not message.content.strip() and not files:
+        return
+    text = message.content.strip() or "I have shared these files."
+    async for event in service().stream_turn(thread_id=thread_id, user_id=user_id, text=text, files=files):
         match event:
             case AnswerToken(text=text):
                 await answer_message().stream_token(text)

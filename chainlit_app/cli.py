@@ -5,15 +5,28 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import secrets
 import signal
 import sys
 from pathlib import Path
 
 from core.errors import EnsembleError
 from core.local_llm import LocalLLMServer
-from core.settings import Settings
+from core.settings import Settings, child_environment
 
 APP = Path(__file__).with_name("app.py")
+
+
+def auth_secret(settings: Settings) -> str:
+    """The secret that signs login sessions: ENSEMBLE_AUTH__SECRET, else one kept in the data dir."""
+    if settings.auth.secret is not None:
+        return settings.auth.secret.get_secret_value()
+    path = settings.data_dir / ".auth-secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_urlsafe(48))
+        path.chmod(0o600)
+    return path.read_text().strip()
 
 
 async def _up(host: str, port: int, with_local_llm: bool) -> int:
@@ -23,8 +36,9 @@ async def _up(host: str, port: int, with_local_llm: bool) -> int:
             print(f"Starting the embedded model server (SmolLM2-135M) at {settings.local_llm.base_url} ...")
             await stack.enter_async_context(LocalLLMServer(settings.local_llm, settings.data_dir / "local-llm.log"))
         command = [sys.executable, "-m", "chainlit", "run", str(APP), "--host", host, "--port", str(port), "--headless"]
+        env = child_environment(CHAINLIT_AUTH_SECRET=auth_secret(settings))
         print(f"Ensemble is starting at http://{host}:{port}")
-        app = await asyncio.create_subprocess_exec(*command, cwd=str(APP.parent.parent))
+        app = await asyncio.create_subprocess_exec(*command, cwd=str(APP.parent.parent), env=env)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, app.terminate)

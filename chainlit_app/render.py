@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import chainlit as cl
 
 from agents.specialists.base import FileKind
+from agents.supervisor.service import IngestProgress
 
 
 def utc_now() -> str:
@@ -42,3 +44,20 @@ def artifact_elements(artifacts: Iterable[dict[str, Any]], *, for_step: bool) ->
             body = "\n\n".join(x for x in (artifact.get("url"), artifact.get("content")) if x)
             elements.append(cl.Text(name=name, content=body, display="side"))
     return elements
+
+
+def progress_text(update: IngestProgress) -> str:
+    """One line of a document's ingestion progress, e.g. `embedding: pages 10/10, chunks 24/40`."""
+    parts = []
+    if update.pages_total:
+        parts.append(f"pages {update.pages_done}/{update.pages_total}")
+    if update.chunks_total:
+        parts.append(f"chunks {update.chunks_done}/{update.chunks_total}")
+    line = f"{update.stage}: {', '.join(parts)}" if parts else update.stage
+    return f"{line}\n{update.message}" if update.message else line
+
+
+def safe_name(name: str) -> str:
+    """A file or folder name made only of safe characters (never a path)."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")
+    return cleaned[:120] or "file"

@@ -249,3 +249,10 @@ class Settings(BaseSettings):
     @property
     def sqlite_path(self) -> Path:
         return self.data_dir / "ensemble.sqlite"
+
+
+def child_environment(**extra: str) -> dict[str, str]:
+    """This process's environment plus `extra`, for a child process (the Chainlit server)."""
+    import os
+
+    return {**os.environ, **extra}

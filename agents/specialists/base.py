@@ -109,4 +109,7 @@ class SpecialistSpec:
     asks_for: re.Pattern[str]
     build: Callable[[SpecialistDeps], Specialist | None]
     command: str | None = None  # slash command that routes straight here, e.g. "/code"
+    # When True, a message matching `asks_for` is routed here without asking the model: for intents
+    # that must work whatever the model (e.g. "forget everything").
+    routes_directly: bool = False
     aclose: Callable[[Specialist], Awaitable[None]] | None = None

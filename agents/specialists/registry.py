@@ -58,6 +58,10 @@ class Registry:
                 return spec, match.group(2).strip()
         return None
 
+    def routed_directly(self, text: str) -> list[SpecialistSpec]:
+        """Available specialists whose unmistakable phrases this message uses (no model needed)."""
+        return [e.spec for e in self.available.values() if e.spec.routes_directly and e.spec.asks_for.search(text)]
+
     def unavailable_asked_for(self, text: str) -> list[SpecialistSpec]:
         """Switched-off specialists that this message plainly asks for."""
         return [spec for spec in self.unavailable.values() if spec.asks_for.search(text)]

@@ -101,6 +101,10 @@ class SupervisorNodes:
                 writer({"event": "notice", "text": notice})
             return Command(goto="answer", update={"tasks": [], "notices": notices})
 
+        direct = self._registry.routed_directly(text)
+        if direct:
+            return Command(goto="specialists", update={"tasks": [Task(spec.name, text) for spec in direct[:1]]})
+
         for spec in self._registry.unavailable_asked_for(text):
             notices.append(NOTICE_UNAVAILABLE.format(title=spec.title, hint=spec.enable_hint))
         for notice in notices:

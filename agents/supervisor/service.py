@@ -9,7 +9,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
 import httpx
@@ -20,6 +20,7 @@ from langgraph.graph.state import CompiledStateGraph
 
 from agents.specialists.base import FileRef, SpecialistDeps, SpecialistSpec
 from agents.specialists.registry import Registry
+from agents.specialists.vision.images import ImageLimits, validate_image
 from agents.supervisor.decision import ANSWER_TAG
 from agents.supervisor.graph import Recall, build_graph
 from agents.supervisor.state import RunContext
@@ -30,9 +31,11 @@ from memory import MemoryService, format_memories, open_memory_service
 from memory.records import Memory
 from rag.service import DocumentService
 from rag.service import start as start_documents
-from rag.types import IngestResult, ProgressCallback
+from rag.types import IngestProgress, IngestResult, ProgressCallback
 
 log = logging.getLogger(__name__)
+
+__all__ = ["IngestProgress"]  # re-exported for the UI layer, with the events below
 
 INTERRUPTED = "_[interrupted: {reason}]_"
 DOCUMENTS_OFF = "Documents are not available in this deployment (the startup log says why)."
@@ -86,6 +89,14 @@ class TurnFailed:
 
 
 TurnEvent = AnswerToken | StepStarted | StepToken | StepFinished | Notice | TurnFinished | TurnFailed
+
+
+@dataclass(frozen=True)
+class Uploads:
+    """What came of a message's files: those the turn may use, and a message per file for the chat."""
+
+    accepted: tuple[FileRef, ...]
+    messages: tuple[str, ...]
 
 
 def open_checkpointer(settings: Settings) -> AbstractAsyncContextManager[BaseCheckpointSaver[Any]]:
@@ -271,10 +282,48 @@ class EnsembleService:
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
 
-    # --- documents and memories, for the UI's panels and commands ------------------------------
+    # --- uploads, documents and memories, for the UI --------------------------------------------
+    async def accept_uploads(
+        self,
+        files: Sequence[FileRef],
+        *,
+        user_id: str,
+        thread_id: str,
+        progress: ProgressCallback | None = None,
+    ) -> Uploads:
+        """Check images and ingest documents; each refused file gets a message, the others go on."""
+        accepted: list[FileRef] = []
+        messages: list[str] = []
+        limits = ImageLimits.from_settings(self.settings.uploads)
+        documents: list[FileRef] = []
+        for file in files:
+            if file.kind == "image":
+                try:
+                    info = await asyncio.to_thread(validate_image, file.path, limits, name=file.name)
+                except EnsembleError as exc:
+                    messages.append(str(exc))
+                    continue
+                accepted.append(replace(file, mime=info.mime))
+            else:
+                documents.append(file)
+        if documents and self.documents is None:
+            messages.append(DOCUMENTS_OFF)
+        elif documents:
+            by_name = {f.name: f for f in documents}
+            for result in await self.ingest(documents, user_id=user_id, thread_id=thread_id, progress=progress):
+                messages.append(result.message)
+                if result.ok and result.file_name in by_name:
+                    accepted.append(by_name[result.file_name])
+        return Uploads(tuple(accepted), tuple(messages))
+
     async def ingest(
-        self, files: Sequence[FileRef], *, user_id: str, thread_id: str,
-        progress: ProgressCallback | None = None, cancel: asyncio.Event | None = None,
+        self,
+        files: Sequence[FileRef],
+        *,
+        user_id: str,
+        thread_id: str,
+        progress: ProgressCallback | None = None,
+        cancel: asyncio.Event | None = None,
     ) -> list[IngestResult]:
         """Add uploaded documents to the user's library (scoped to this chat)."""
         if self.documents is None:

@@ -316,3 +316,15 @@ def test_registry_unavailable_specialist_is_not_offered(tmp_path: Path) -> None:
     spec, rest = registry.by_command("/SEARCH  cats") or (None, "")
     assert spec is not None and spec.name == "search" and rest == "cats"
     assert registry.by_command("no command here") is None
+
+
+async def test_scripted_direct_phrase_routes_without_the_model(service_factory: Any) -> None:
+    llm = ScriptedChatModel(script=[])
+    memory = RecordingSpecialist("memory", "You told me: nothing yet.")
+    spec = spec_for("memory", memory, asks_for=r"\bforget everything\b")
+    spec = SpecialistSpec(**{**spec.__dict__, "routes_directly": True})
+    service = await service_factory(llm, [spec_for("code", RecordingSpecialist("code", "")), spec])
+    events = await run_turn(service, "Please forget everything")
+    assert memory.requests == ["Please forget everything"]
+    assert events[-1] == TurnFinished("You told me: nothing yet.")
+    assert llm.calls == []
