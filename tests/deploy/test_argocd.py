@@ -3,6 +3,8 @@ multi-source `$values` layering, and the same stack in every environment."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -94,3 +96,10 @@ def test_milvus_is_an_upstream_dependency_with_a_condition() -> None:
     assert dep["version"][0].isdigit()
     repos = list(yaml.safe_load_all((DEPLOY / "argocd" / "root" / "repositories.yaml").read_text()))
     assert dep["repository"] in {r["stringData"]["url"] for r in repos}
+
+
+def test_applicationsets_are_what_the_generator_writes() -> None:
+    proc = subprocess.run(
+        [sys.executable, str(DEPLOY / "argocd" / "generate.py"), "--check"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
