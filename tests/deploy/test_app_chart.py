@@ -148,3 +148,13 @@ def test_postsync_smoke_test_sends_a_chat_turn_to_the_service(app: Rendered) -> 
     login_secret = env["SMOKE_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"]
     targets = {es["spec"]["target"]["name"] for es in app.of_kind("ExternalSecret")}
     assert login_secret in targets, "the smoke-test login comes from Secrets Manager"
+
+
+def test_replicas_share_the_data_dir_outside_dev(app: Rendered) -> None:
+    volumes = {v["name"]: v for v in app.one("Deployment")["spec"]["template"]["spec"]["volumes"]}
+    if app.env == "dev":
+        assert "emptyDir" in volumes["data"]
+        return
+    claim = app.one("PersistentVolumeClaim")
+    assert volumes["data"]["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
