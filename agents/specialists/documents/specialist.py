@@ -11,7 +11,7 @@ import logging
 import re
 import secrets
 
-from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
 
 from agents.specialists.base import Artifact, SpecialistDeps, SpecialistResult, TurnContext
@@ -66,14 +66,7 @@ class DocumentsSpecialist:
             return SpecialistResult(content=message, error=True)
         if not hits:
             return await self._nothing_found(ctx, everywhere)
-        nonce = secrets.token_hex(6)
-        sources = "\n\n".join(
-            SOURCE_TEMPLATE.format(nonce=nonce, n=n, file=_attr(h.file_name), location=_attr(h.location),
-                                   text=h.text.replace(f"source-{nonce}", "source"))
-            for n, h in enumerate(hits, start=1)
-        )
-        messages = [SystemMessage(self._system),
-                    HumanMessage(self._user.format(nonce=nonce, sources=sources, question=question))]
+        messages = build_messages(self._system, self._user, question, hits, secrets.token_hex(6))
         parts: list[str] = []
         try:
             async for chunk in self._client.llm.astream(messages, config=config):
@@ -121,6 +114,16 @@ class DocumentsSpecialist:
             await self._service.delete_document(ctx.user_id, doc.doc_id)
         names = ", ".join(f"“{d.file_name}”" for d in targets)
         return SpecialistResult(content=f"Deleted {names} ({len(targets)} document(s)) and all their passages.")
+
+
+def build_messages(system: str, user: str, question: str, hits: list[SearchHit], nonce: str) -> list[BaseMessage]:
+    """The system rules and one user message with the passages fenced by `nonce` tags, then the question."""
+    sources = "\n\n".join(
+        SOURCE_TEMPLATE.format(nonce=nonce, n=n, file=_attr(h.file_name), location=_attr(h.location),
+                               text=h.text.replace(nonce, "······"))
+        for n, h in enumerate(hits, start=1)
+    )
+    return [SystemMessage(system), HumanMessage(user.format(nonce=nonce, sources=sources, question=question))]
 
 
 def cite(text: str, hits: list[SearchHit]) -> tuple[str, tuple[Artifact, ...]]:
