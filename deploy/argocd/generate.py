@@ -61,6 +61,9 @@ OPERATORS = [
     ),
     ("argo-workflows", "argo", "https://argoproj.github.io/argo-helm", "argo-workflows", "2.0.1"),
 ]
+# 0 operators and CRDs -> 1 cluster config (node pools, secret store, workflow templates) -> 2 PostgreSQL
+# and Milvus -> 3 model servers -> 4 the app.
+WAVES = ("0", "1", "2", "3", "4")
 MODEL_SERVERS = ["tabbyapi-mixtral", "tabbyapi-codellama", "sglang-llava", "tei-bge-small", "torchserve-sdxl"]
 
 TEMPLATE_PATCH = """\
@@ -140,7 +143,7 @@ def elements(env: str) -> list[dict[str, Any]]:
     out.append(
         ours(
             "ensemble-data",
-            "1",
+            "2",
             "ensemble-data",
             "deploy/charts/ensemble-data",
             [f"$values/deploy/values/{env}/ensemble-data.yaml"],
@@ -150,7 +153,7 @@ def elements(env: str) -> list[dict[str, Any]]:
         out.append(
             ours(
                 server,
-                "2",
+                "3",
                 "ensemble-models",
                 "deploy/charts/model-server",
                 [
@@ -163,7 +166,7 @@ def elements(env: str) -> list[dict[str, Any]]:
     out.append(
         ours(
             "ensemble",
-            "3",
+            "4",
             "ensemble",
             "deploy/charts/ensemble",
             [f"$values/deploy/values/{env}/ensemble.yaml"],
@@ -192,7 +195,7 @@ def applicationset(env: str) -> dict[str, Any]:
                                 {"key": "ensemble.io/wave", "operator": "In", "values": [wave]}
                             ]
                         }
-                        for wave in ("0", "1", "2", "3")
+                        for wave in WAVES
                     ]
                 },
             },

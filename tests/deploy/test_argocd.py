@@ -23,9 +23,10 @@ WAVES = {
         "nvidia-device-plugin",
         "argo-workflows",
     },
-    "1": {"platform", "weight-cache-workflows", "ensemble-data"},
-    "2": {"tabbyapi-mixtral", "tabbyapi-codellama", "sglang-llava", "tei-bge-small", "torchserve-sdxl"},
-    "3": {"ensemble"},
+    "1": {"platform", "weight-cache-workflows"},
+    "2": {"ensemble-data"},
+    "3": {"tabbyapi-mixtral", "tabbyapi-codellama", "sglang-llava", "tei-bge-small", "torchserve-sdxl"},
+    "4": {"ensemble"},
 }
 
 
@@ -46,7 +47,7 @@ def test_sync_waves_order_operators_data_models_app(env: str, generated_apps: di
     steps = appset(env)["spec"]["strategy"]
     assert steps["type"] == "RollingSync"
     order = [s["matchExpressions"][0]["values"] for s in steps["rollingSync"]["steps"]]
-    assert order == [["0"], ["1"], ["2"], ["3"]]
+    assert order == [["0"], ["1"], ["2"], ["3"], ["4"]]
     for app in generated_apps[env]:
         labels, ann = app["metadata"]["labels"], app["metadata"]["annotations"]
         assert labels["ensemble.io/wave"] == ann["argocd.argoproj.io/sync-wave"]
