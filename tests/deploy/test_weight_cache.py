@@ -86,11 +86,27 @@ def test_miss_downloads_verifies_and_marks_then_hits(world: dict[str, Path]) -> 
     entry = world["cache"] / "tiny"
     assert (entry / "model.safetensors").read_bytes() == (world["model"] / "model.safetensors").read_bytes()
     manifest_digest = hashlib.sha256((entry / "MANIFEST.sha256").read_bytes()).hexdigest()
-    assert (entry / ".complete").read_text().strip() == manifest_digest
+    assert (entry / ".complete").read_text().split() == [manifest_digest, "s3://bucket/models/tiny/abc123"]
     assert not list(world["cache"].glob(".tiny.*")), "lock and partial download are cleaned up"
     again = _fill(world)
     assert again.returncode == 0 and "cache hit" in again.stderr
     assert _downloads(world) == 1
+
+
+def test_a_new_revision_replaces_the_cached_one(world: dict[str, Path]) -> None:
+    assert _fill(world).returncode == 0
+    new = world["model"].parent / "def456"
+    shutil.copytree(world["model"], new)
+    (new / "config.json").write_text('{"hidden_size": 16}')
+    digest = hashlib.sha256((new / "config.json").read_bytes()).hexdigest()
+    manifest = (new / "MANIFEST.sha256").read_text().splitlines()
+    manifest = [f"{digest}  config.json" if line.endswith("  config.json") else line for line in manifest]
+    (new / "MANIFEST.sha256").write_text("\n".join(manifest) + "\n")
+    proc = _fill(world, uri="s3://bucket/models/tiny/def456")
+    assert proc.returncode == 0, proc.stderr
+    assert (world["cache"] / "tiny" / "config.json").read_text() == '{"hidden_size": 16}'
+    assert (world["cache"] / "tiny" / ".complete").read_text().split()[1] == "s3://bucket/models/tiny/def456"
+    assert _downloads(world) == 2
 
 
 def test_corrupt_download_leaves_no_marker(world: dict[str, Path]) -> None:

@@ -2,8 +2,9 @@
 # Fill a node-local model cache from the S3 mirror, once per node, and mark it complete.
 #   fill-cache.sh NAME S3_URI [NAME S3_URI ...]
 # Each S3 prefix holds the files of one model revision plus MANIFEST.sha256 (written last by the
-# mirror-weights workflow). A cache entry is usable iff CACHE_ROOT/NAME/.complete exists; it is written
-# only after every file verified against the manifest, so a pod never starts on a partial download.
+# mirror-weights workflow). A cache entry is usable iff CACHE_ROOT/NAME/.complete exists and names the
+# S3 prefix asked for; it is written only after every file verified against the manifest, so a pod
+# never starts on a partial download, and a new revision (another prefix) replaces the old one.
 # Concurrent fillers on one node (two replicas, the fill-node-cache workflow) coordinate through an
 # atomic `mkdir` lock: one downloads, the others wait for the marker.
 set -euo pipefail
@@ -26,14 +27,22 @@ aws configure set default.s3.preferred_transfer_client crt
 aws configure set default.s3.max_concurrent_requests "$PARALLEL"
 aws configure set default.s3.multipart_chunksize 64MB
 
+# Whether DIR holds a verified copy of URI (its marker: "<manifest sha256> <uri>").
+cached() {
+  local marker="$1/.complete" digest source
+  [ -f "$marker" ] || return 1
+  read -r digest source < "$marker" || true
+  [ -n "$digest" ] && [ "$source" = "$2" ]
+}
+
 fill_one() {
   local name="$1" uri="$2"
   local dir="$CACHE_ROOT/$name" lock="$CACHE_ROOT/.$name.lock" partial="$CACHE_ROOT/.$name.partial"
   local deadline=$(( $(date +%s) + WAIT_TIMEOUT_SECONDS ))
   mkdir -p "$CACHE_ROOT"
   while :; do
-    if [ -f "$dir/.complete" ]; then
-      log "$name: cache hit ($(cat "$dir/.complete"))"; return 0
+    if cached "$dir" "$uri"; then
+      log "$name: cache hit ($(cut -d' ' -f1 "$dir/.complete"))"; return 0
     fi
     if [ "$FILL_ON_MISS" = "true" ] && mkdir "$lock" 2>/dev/null; then
       break
@@ -58,7 +67,7 @@ fill_one() {
   ( cd "$partial" && xargs -a MANIFEST.sha256 -P "$VERIFY_JOBS" -L 1 \
       sh -c 'printf "%s  %s\n" "$0" "$1" | sha256sum --check --quiet --strict' )
   rm -rf "$dir"; mv "$partial" "$dir"
-  sha256sum "$dir/MANIFEST.sha256" | cut -d' ' -f1 > "$dir/.complete.tmp"
+  printf '%s %s\n' "$(sha256sum "$dir/MANIFEST.sha256" | cut -d' ' -f1)" "$uri" > "$dir/.complete.tmp"
   mv "$dir/.complete.tmp" "$dir/.complete"
   rm -rf "$lock"; trap - EXIT
   log "$name: complete: $(du -sh "$dir" | cut -f1) in $(( $(date +%s) - started ))s"
