@@ -27,6 +27,7 @@ class Line:
     right: float
     top: float
     text: str
+    size: float  # font size of the line's first character (the box height depends on the glyphs)
 
     @property
     def height(self) -> float:
@@ -78,6 +79,8 @@ def page_paragraphs(pdf: Any, index: int) -> list[Paragraph]:
 
 
 def _lines(textpage: Any) -> list[Line]:
+    import pypdfium2.raw as pdfium_c
+
     lines: list[Line] = []
     for i in range(textpage.count_rects()):
         left, bottom, right, top = textpage.get_rect(i)
@@ -85,23 +88,25 @@ def _lines(textpage: Any) -> list[Line]:
         text = " ".join(text.replace("\x02", "-").replace("\xad", "-").split())
         if not text:
             continue
+        char = textpage.get_index(left + 0.5, (bottom + top) / 2, 2.0, 2.0)
+        size = pdfium_c.FPDFText_GetFontSize(textpage.raw, char) if char is not None and char >= 0 else 0.0
+        size = size if size > 0 else top - bottom
         if lines:
             last = lines[-1]
             same_baseline = abs(last.bottom - bottom) < 0.35 * min(last.height, top - bottom or 0.1)
             if same_baseline and left >= last.right - 1.0:
-                lines[-1] = Line(
-                    last.left, min(last.bottom, bottom), right, max(last.top, top), f"{last.text} {text}"
-                )
+                lines[-1] = Line(last.left, min(last.bottom, bottom), right, max(last.top, top),
+                                 f"{last.text} {text}", max(last.size, size))
                 continue
-        lines.append(Line(left, bottom, right, top, text))
+        lines.append(Line(left, bottom, right, top, text, size))
     return lines
 
 
 def _paragraphs(lines: list[Line]) -> list[Paragraph]:
     if not lines:
         return []
-    weights = [(line.height, len(line.text)) for line in lines]
-    body = statistics.median_high([h for h, n in weights for _ in range(min(n, 200))])
+    weights = [(line.size, len(line.text)) for line in lines]
+    body = statistics.median_high([size for size, n in weights for _ in range(min(n, 200))])
     right_edge = max(line.right for line in lines)
     short_line = right_edge - 0.25 * (right_edge - min(line.left for line in lines))
     paragraphs: list[Paragraph] = []
@@ -110,14 +115,14 @@ def _paragraphs(lines: list[Line]) -> list[Paragraph]:
     def flush() -> None:
         text = _join(current)
         if text and not PAGE_NUMBER.match(text):
-            height = max(line.height for line in current)
-            paragraphs.append(Paragraph(text=text, large=height > 1.18 * body))
+            size = max(line.size for line in current)
+            paragraphs.append(Paragraph(text=text, large=size > 1.1 * body))
 
     for prev, line in itertools.pairwise(lines):
-        small, big = sorted((prev.height, line.height))
+        small = min(prev.height, line.height)
         gap = prev.bottom - line.top
         breaks = (
-            big > 1.18 * small  # font size changes
+            max(prev.size, line.size) > 1.1 * min(prev.size, line.size)  # font size changes
             or gap > 0.8 * small  # a blank line's worth of space
             or line.top > prev.top + 0.5 * small  # moved up: new column or a float
             or (
