@@ -20,16 +20,23 @@ from tests.deploy.conftest import DEPLOY
 SCRIPT = DEPLOY / "charts" / "model-server" / "files" / "fill-cache.sh"
 
 FAKE_AWS = """#!/bin/bash
-# fake_s3: `aws configure set ...` is a no-op; `aws s3 cp --recursive [flags] s3://b/p/ DEST/` copies
-# $FAKE_S3_ROOT/b/p/ to DEST and appends one line to $FAKE_S3_ROOT/downloads.log.
+# fake_s3: `aws configure set ...` is a no-op; `aws s3 cp [--recursive] [flags] s3://b/key DEST` copies
+# from $FAKE_S3_ROOT/b/key (DEST `-`: stdout); each recursive copy appends to downloads.log.
 set -euo pipefail
 [ "$1" = configure ] && exit 0
-args=(); for a in "$@"; do case "$a" in --*|s3|cp) ;; *) args+=("$a");; esac; done
-src="${args[0]#s3://}"; dest="${args[1]}"
-[ -d "$FAKE_S3_ROOT/$src" ] || { echo "NoSuchKey: $src" >&2; exit 1; }
-sleep "${FAKE_S3_DELAY:-0}"
-mkdir -p "$dest"; cp -R "$FAKE_S3_ROOT/$src/." "$dest/"
-echo "$src" >> "$FAKE_S3_ROOT/downloads.log"
+recursive=no; args=()
+for a in "$@"; do case "$a" in --recursive) recursive=yes;; --*|s3|cp) ;; *) args+=("$a");; esac; done
+src="$FAKE_S3_ROOT/${args[0]#s3://}"; dest="${args[1]}"
+[ "${FAKE_S3_DOWN:-no}" = yes ] && { echo "Could not connect to the endpoint URL" >&2; exit 255; }
+if [ "$recursive" = yes ]; then
+  [ -d "$src" ] || exit 0   # like S3: an absent prefix copies nothing
+  sleep "${FAKE_S3_DELAY:-0}"
+  mkdir -p "$dest"; cp -R "$src/." "$dest/"
+  echo "${args[0]}" >> "$FAKE_S3_ROOT/downloads.log"
+else
+  [ -f "$src" ] || { echo "An error occurred (404) when calling the HeadObject operation" >&2; exit 1; }
+  if [ "$dest" = - ]; then cat "$src"; else cp "$src" "$dest"; fi
+fi
 """
 
 
@@ -97,16 +104,37 @@ def test_a_new_revision_replaces_the_cached_one(world: dict[str, Path]) -> None:
     assert _fill(world).returncode == 0
     new = world["model"].parent / "def456"
     shutil.copytree(world["model"], new)
-    (new / "config.json").write_text('{"hidden_size": 16}')
-    digest = hashlib.sha256((new / "config.json").read_bytes()).hexdigest()
-    manifest = (new / "MANIFEST.sha256").read_text().splitlines()
-    manifest = [f"{digest}  config.json" if line.endswith("  config.json") else line for line in manifest]
-    (new / "MANIFEST.sha256").write_text("\n".join(manifest) + "\n")
+    _rewrite(new, "config.json", '{"hidden_size": 16}')
     proc = _fill(world, uri="s3://bucket/models/tiny/def456")
     assert proc.returncode == 0, proc.stderr
     assert (world["cache"] / "tiny" / "config.json").read_text() == '{"hidden_size": 16}'
     assert (world["cache"] / "tiny" / ".complete").read_text().split()[1] == "s3://bucket/models/tiny/def456"
     assert _downloads(world) == 2
+
+
+def _rewrite(model: Path, name: str, text: str) -> None:
+    (model / name).write_text(text)
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    lines = (model / "MANIFEST.sha256").read_text().splitlines()
+    lines = [f"{digest}  {name}" if line.endswith(f"  {name}") else line for line in lines]
+    (model / "MANIFEST.sha256").write_text("\n".join(lines) + "\n")
+
+
+def test_mirroring_the_same_prefix_again_refills(world: dict[str, Path]) -> None:
+    assert _fill(world).returncode == 0
+    _rewrite(world["model"], "config.json", '{"hidden_size": 32}')
+    proc = _fill(world)
+    assert proc.returncode == 0, proc.stderr
+    assert "the mirror changed" in proc.stderr
+    assert (world["cache"] / "tiny" / "config.json").read_text() == '{"hidden_size": 32}'
+    assert _downloads(world) == 2
+
+
+def test_an_unreachable_s3_keeps_serving_the_verified_cache(world: dict[str, Path]) -> None:
+    assert _fill(world).returncode == 0
+    proc = _fill(world, ("FAKE_S3_DOWN", "yes"))
+    assert proc.returncode == 0, proc.stderr
+    assert "using the verified cache" in proc.stderr and "cache hit" in proc.stderr
 
 
 def test_corrupt_download_leaves_no_marker(world: dict[str, Path]) -> None:
@@ -153,7 +181,7 @@ def test_the_workflow_embeds_the_same_script() -> None:
     fill_one = next(t for t in wft["spec"]["templates"] if t["name"] == "fill-one")
     command = fill_one["container"]["command"]
     assert command[:2] == ["/bin/bash", "-c"]
-    assert command[2] == SCRIPT.read_text()
+    assert command[2] == SCRIPT.read_text(), "run python deploy/argo-workflows/embed_fill_script.py"
     cache = next(p for p in wft["spec"]["arguments"]["parameters"] if p["name"] == "cache-path")
     chart_values = yaml.safe_load((DEPLOY / "charts" / "model-server" / "values.yaml").read_text())
     assert cache["value"] == chart_values["weights"]["cache"]["hostPath"]

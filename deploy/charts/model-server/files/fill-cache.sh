@@ -3,8 +3,9 @@
 #   fill-cache.sh NAME S3_URI [NAME S3_URI ...]
 # Each S3 prefix holds the files of one model revision plus MANIFEST.sha256 (written last by the
 # mirror-weights workflow). A cache entry is usable iff CACHE_ROOT/NAME/.complete exists and names the
-# S3 prefix asked for; it is written only after every file verified against the manifest, so a pod
-# never starts on a partial download, and a new revision (another prefix) replaces the old one.
+# S3 prefix asked for with the manifest the mirror holds now; it is written only after every file
+# verified against the manifest, so a pod never starts on a partial download, and a new revision
+# (another prefix, or the same prefix mirrored again) replaces the old copy.
 # Concurrent fillers on one node (two replicas, the fill-node-cache workflow) coordinate through an
 # atomic `mkdir` lock: one downloads, the others wait for the marker.
 set -euo pipefail
@@ -27,13 +28,22 @@ aws configure set default.s3.preferred_transfer_client crt
 aws configure set default.s3.max_concurrent_requests "$PARALLEL"
 aws configure set default.s3.multipart_chunksize 64MB
 
-# Whether DIR holds a verified copy of URI (its marker: "<manifest sha256> <uri>").
+# Whether DIR holds a verified copy of URI (marker: "<manifest sha256> <uri>") that is still current:
+# the mirror's MANIFEST.sha256 is fetched (a few KB) and compared, so re-mirroring a moving ref such as
+# `main` to the same prefix refills the cache. If S3 cannot be asked, the verified copy is used.
 cached() {
-  local marker="$1/.complete" digest source
+  local marker="$1/.complete" digest source remote
   [ -f "$marker" ] || return 1
   read -r digest source < "$marker" || true
-  [ -n "$digest" ] && [ "$source" = "$2" ]
+  [ -n "$digest" ] && [ "$source" = "$2" ] || return 1
+  if remote=$(aws s3 cp --only-show-errors "${2%/}/MANIFEST.sha256" - 2>/dev/null | sha256sum | cut -d' ' -f1) \
+     && [ "$remote" != "$EMPTY_SHA256" ]; then
+    [ "$remote" = "$digest" ] || { log "$(basename "$1"): the mirror changed since it was cached"; return 1; }
+  else
+    log "$(basename "$1"): cannot read the mirror's manifest; using the verified cache"
+  fi
 }
+EMPTY_SHA256=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
 
 fill_one() {
   local name="$1" uri="$2"
