@@ -216,6 +216,17 @@ class DocumentService:
             await emit("failed", message=message)
             return failed(message)
 
+    async def parse(self, file: UploadedFile) -> ParsedDocument:
+        """Check, parse and chunk one file without embedding or storing it (previews, benchmarks)."""
+        name = Path(str(file.name)).name or "unnamed file"
+        checked = await asyncio.to_thread(check_file, file.path, name, max_bytes=self.settings.uploads.max_bytes,
+                                          max_unzipped_bytes=self.settings.rag.max_unzipped_bytes)
+
+        async def ignore(stage: Stage, **counts: Any) -> None:
+            return None
+
+        return await self._parse(checked, ignore, None)
+
     async def _reuse_duplicate(self, checked: CheckedFile, owner: str, chat_id: str) -> IngestResult | None:
         """Same bytes already stored for this owner: nothing to embed again."""
         owner_key, chat_key = key_of(owner), key_of(chat_id)
