@@ -8,6 +8,8 @@ with pgvector for the vector-index path.
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -63,13 +65,23 @@ def local_postgres() -> str:
 
 
 @pytest.fixture(scope="session")
-def pgvector_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real PostgreSQL with pgvector from the `pgserver` wheel (unix socket), for the vector index."""
+def pgvector_postgres() -> Iterator[str]:
+    """A real PostgreSQL with pgvector from the `pgserver` wheel (unix socket), for the vector index.
+
+    As root, pgserver runs the server as its own `pgserver` user, which cannot enter pytest's
+    root-only tmp folders: its data directory is a fresh folder directly under the system tmp.
+    """
     pgserver = pytest.importorskip(
         "pgserver", reason="pgserver (PostgreSQL + pgvector wheel) is not installed"
     )
     logging.getLogger("pgserver").setLevel(logging.WARNING)
-    server = pgserver.get_server(tmp_path_factory.mktemp("pgvector"), cleanup_mode="stop")
+    data_dir = Path(tempfile.mkdtemp(prefix="ensemble-pgvector-"))
+    data_dir.chmod(0o755)
+    try:
+        server = pgserver.get_server(data_dir, cleanup_mode="stop")
+    except Exception as exc:
+        shutil.rmtree(data_dir, ignore_errors=True)
+        pytest.fail(f"pgserver could not start PostgreSQL in {data_dir}: {exc}")
     try:
         url = server.get_uri()
         with psycopg.connect(url, autocommit=True) as conn:
@@ -78,6 +90,7 @@ def pgvector_postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
         yield url
     finally:
         server.cleanup()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @dataclass

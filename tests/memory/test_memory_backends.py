@@ -165,7 +165,8 @@ async def test_adversarial_ids_are_isolated(memory: MemoryService) -> None:
         (outcome,) = await memory.remember(uid, [Fact(text=secret, key="secret_word")])
         ids[uid] = outcome.memory.id
 
-    probes = [*list(secrets.items())[:6], (ADVERSARIAL_IDS[-1], secrets[ADVERSARIAL_IDS[-1]])]
+    # Every user probes with the secrets of "a", "ab", "a.b" (its prefixes and look-alikes), "*" and "%".
+    probes = [(uid, secrets[uid]) for uid in ("a", "ab", "a.b", "*", "%")]
     for uid, secret in secrets.items():
         assert [m.text for m in await memory.list(uid)] == [secret], uid
         for other, other_secret in probes:
@@ -176,7 +177,7 @@ async def test_adversarial_ids_are_isolated(memory: MemoryService) -> None:
                 assert await memory.forget(uid, ids[other]) is None, (uid, other)
 
     # "forget <B's secret>" said by A may only ever remove A's own (similar-sounding) memory.
-    for uid in ADVERSARIAL_IDS[1::3]:
+    for uid in ADVERSARIAL_IDS[1::4]:
         for other, other_secret in probes:
             if other != uid:
                 removed = await memory.forget_matching(uid, other_secret)
