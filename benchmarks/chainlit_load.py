@@ -9,8 +9,8 @@ token's lag = last token minus the fixture's last token time; bytes = websocket 
 turn over the answer text's UTF-8 bytes. Loopback only; every loop is bounded by turns and timeouts.
 
 Run: `.venv/bin/python -m benchmarks.chainlit_load` (`--rounds 3 --turns 10 --sessions 1 10 50`;
-`--tokens 100 --token-delay 0.005` for the fast-token case; `--ensemble-app PATH` to measure a
-patched copy of the app).
+`--tokens 100 --token-delay 0.005` for the fast-token case; `--systems ... patched --patched-app PATH`
+to measure a patched copy of the app beside the real one).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import signal
 import statistics
 import tempfile
 import time
@@ -40,6 +41,7 @@ from benchmarks.common import (
     free_port,
     percentile,
     table,
+    wait_for_quiet,
     wait_http,
     write_results,
 )
@@ -70,6 +72,21 @@ async def chainlit_server(
         url = f"http://127.0.0.1:{port}"
         await wait_http(url + ready_path, 120, proc)
         yield url, proc
+
+
+@contextlib.asynccontextmanager
+async def profiled(enabled: bool, pid: int, out: Path) -> AsyncIterator[None]:
+    """py-spy (sampling, collapsed stacks) on the server process while the block runs."""
+    if not enabled:
+        yield
+        return
+    args = [str(Path(PYTHON).with_name("py-spy")), "record", "--pid", str(pid), "--format", "raw", "--rate", "250",
+            "--output", str(out), "--nonblocking"]
+    async with child(args, log=RESULTS / "logs" / "py-spy.log") as spy:
+        await asyncio.sleep(1.0)
+        yield
+        spy.send_signal(signal.SIGINT)
+        await asyncio.wait_for(spy.wait(), 30)
 
 
 async def chainlit_phase(url: str, sessions: int, turns: int, tag: str) -> list[tuple[int, TurnResult]]:
@@ -127,6 +144,11 @@ async def floor_phase(fixture_url: str, sessions: int, turns: int, tag: str) -> 
     return [r for per in results for r in per]
 
 
+def cpu_seconds(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
 def phase_stats(results: list[tuple[int, TurnResult]], ttft: float, stream_time: float) -> dict[str, Any]:
     added = [(r.ttft - ttft) * 1000 for _, r in results if r.ttft is not None]
     first_turns = [(r.ttft - ttft) * 1000 for t, r in results if t == 0 and r.ttft is not None]
@@ -167,19 +189,29 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                     servers["ensemble"] = await stack.enter_async_context(chainlit_server(
                         Path(args.ensemble_app), ensemble_env(fixture_url, Path(tmp)), "/readyz",
                         logs / "ensemble.log"))
+                if "patched" in args.systems:
+                    servers["patched"] = await stack.enter_async_context(chainlit_server(
+                        Path(args.patched_app), ensemble_env(fixture_url, Path(tmp) / "patched"), "/readyz",
+                        logs / "patched.log"))
+                if args.wait_quiet:
+                    wait_for_quiet(1.5, args.wait_quiet)
                 for round_ in range(1, args.rounds + 1):
                     for sessions in args.sessions:
                         for system in args.systems:
                             await fixture_reset(fixture_url, http)
                             tag = f"{system}-r{round_}-n{sessions}"
                             rss_before = None
+                            cpu_before = 0.0
                             started = time.perf_counter()
                             if system == "floor":
                                 results = await floor_phase(fixture_url, sessions, args.turns, tag)
                             else:
                                 url, proc = servers[system]
                                 rss_before = psutil.Process(proc.pid).memory_info().rss
-                                results = await chainlit_phase(url, sessions, args.turns, tag)
+                                cpu_before = cpu_seconds(proc.pid)
+                                async with profiled(args.py_spy and round_ == args.rounds, proc.pid,
+                                                    RESULTS / f"py-spy-{system}-{sessions}.txt"):
+                                    results = await chainlit_phase(url, sessions, args.turns, tag)
                             seconds = time.perf_counter() - started
                             calls = (await fixture_stats(fixture_url, http))["calls"]
                             stats = phase_stats(results, args.ttft, stream_time)
@@ -189,11 +221,14 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                                 _, proc = servers[system]
                                 stats["rss_before_mb"] = rss_before / 2**20
                                 stats["rss_after_mb"] = psutil.Process(proc.pid).memory_info().rss / 2**20
+                                stats["server_cpu_ms_per_turn"] = (cpu_seconds(proc.pid) - cpu_before) * 1000 / len(
+                                    results)
                             phases.append(stats)
                             print(f"round {round_} {system:8} {sessions:3} sessions: added TTFT p50 "
                                   f"{stats['added_ttft_p50']:.1f} p99 {stats['added_ttft_p99']:.1f} ms, last-token lag "
                                   f"p50 {stats['last_token_lag_p50']:.1f} ms, wire/text "
-                                  f"{stats['wire_over_text'] or 0:.1f}", flush=True)
+                                  f"{stats['wire_over_text'] or 0:.1f}, server CPU/turn "
+                                  f"{stats.get('server_cpu_ms_per_turn', 0):.1f} ms", flush=True)
     return {"config": vars(args), "phases": phases, "summary": summarise(phases)}
 
 
@@ -201,7 +236,7 @@ def summarise(phases: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Median over rounds of each figure, per system and number of sessions."""
     keys = ("added_ttft_p50", "added_ttft_p99", "first_turn_p50", "later_turns_p50", "last_token_lag_p50",
             "last_token_lag_p99", "wire_over_text", "wire_bytes_per_turn", "text_bytes_per_turn",
-            "model_calls_per_turn")
+            "model_calls_per_turn", "server_cpu_ms_per_turn")
     out = []
     for system in dict.fromkeys(p["system"] for p in phases):
         for sessions in dict.fromkeys(p["sessions"] for p in phases):
@@ -223,14 +258,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokens", type=int, default=40)
     parser.add_argument("--token-delay", type=float, default=0.02)
     parser.add_argument("--ensemble-app", default=str(REPO / "chainlit_app" / "app.py"))
+    parser.add_argument("--patched-app", help="system 'patched': a patched copy of chainlit_app/app.py")
+    parser.add_argument("--wait-quiet", type=float, default=0, help="wait up to this many seconds for load <= 1.5")
+    parser.add_argument("--py-spy", action="store_true", help="profile the servers in the last round")
     parser.add_argument("--name", default="chainlit_load")
     args = parser.parse_args(argv)
     results = asyncio.run(main_async(args))
     rows = [[s["system"], s["sessions"], s["added_ttft_p50"], s["added_ttft_p99"], s["first_turn_p50"],
              s["later_turns_p50"], s["last_token_lag_p50"], s["last_token_lag_p99"], s["wire_over_text"] or 0.0,
-             s["model_calls_per_turn"]] for s in results["summary"]]
+             s["server_cpu_ms_per_turn"], s["model_calls_per_turn"]] for s in results["summary"]]
     print(table(["system", "sessions", "added TTFT p50 ms", "p99 ms", "1st turn p50", "later p50",
-                 "last-token lag p50", "p99", "wire/text", "model calls/turn"], rows))
+                 "last-token lag p50", "p99", "wire/text", "server CPU ms/turn", "model calls/turn"], rows))
     print("targets at 50 sessions: added TTFT <= 30 ms p50, <= 150 ms p99; wire <= 2x text (median of rounds)")
     print("results:", write_results(args.name, results))
     return 0
