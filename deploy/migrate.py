@@ -16,16 +16,18 @@ log = logging.getLogger("ensemble.migrate")
 
 
 async def migrate() -> list[str]:
-    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-    from langgraph.store.postgres.aio import AsyncPostgresStore
-
     from core.settings import Settings
-    from memory.factory import store_location
-    from memory.users import UserStore
 
     settings = Settings()
     if settings.database_url is None:
         raise SystemExit("ENSEMBLE_DATABASE_URL is not set: nothing to migrate in a cluster")
+
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+    from langgraph.store.postgres.aio import AsyncPostgresStore
+
+    from memory.factory import store_location
+    from memory.users import UserStore
+
     done = []
     users = await UserStore.from_settings(settings)
     await users.aclose()
