@@ -5,13 +5,19 @@ from __future__ import annotations
 import fnmatch
 import json
 import shlex
+from pathlib import Path
+
+import yaml
 
 from tests.deploy.conftest import REPO
 
+TORCHSERVE_DOCKERFILE = REPO / "deploy" / "images" / "torchserve-sdxl" / "Dockerfile"
+TORCHSERVE_CONTEXT = REPO / "deploy" / "torchserve"
 
-def _instructions() -> list[tuple[str, str]]:
+
+def _instructions(path: Path = REPO / "Dockerfile") -> list[tuple[str, str]]:
     out, buf = [], ""
-    for raw in (REPO / "Dockerfile").read_text().splitlines():
+    for raw in path.read_text().splitlines():
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
@@ -23,9 +29,9 @@ def _instructions() -> list[tuple[str, str]]:
     return out
 
 
-def _stages() -> list[list[tuple[str, str]]]:
+def _stages(path: Path = REPO / "Dockerfile") -> list[list[tuple[str, str]]]:
     stages: list[list[tuple[str, str]]] = []
-    for ins in _instructions():
+    for ins in _instructions(path):
         if ins[0] == "FROM":
             stages.append([])
         stages[-1].append(ins)
@@ -80,3 +86,28 @@ def test_copied_paths_exist_and_are_not_dockerignored() -> None:
             ), src
     for must in (".git", ".venv", "tests", ".env"):
         assert must in ignored
+
+
+def test_torchserve_image_packages_the_handler_without_weights() -> None:
+    """deploy/images/torchserve-sdxl builds on the pinned TorchServe image from deploy/torchserve."""
+    stages = _stages(TORCHSERVE_DOCKERFILE)
+    for stage in stages:
+        assert stage[0][1].split()[0] == "pytorch/torchserve:0.12.0-gpu"
+    for k, v in _instructions(TORCHSERVE_DOCKERFILE):
+        if k == "COPY" and "--from=" not in v:
+            for src in [p for p in shlex.split(v) if not p.startswith("--")][:-1]:
+                assert (TORCHSERVE_CONTEXT / src).is_file(), f"COPY {src}: not in deploy/torchserve"
+    runs = " ".join(v for k, v in _instructions(TORCHSERVE_DOCKERFILE) if k == "RUN")
+    assert "torch-model-archiver --model-name sdxl_turbo" in runs and "--extra-files" not in runs
+    assert [v for k, v in stages[-1] if k == "USER"][-1] == "model-server"
+
+
+def test_torchserve_handler_reads_the_weights_where_the_chart_mounts_them(renders: dict) -> None:
+    config = yaml.safe_load((TORCHSERVE_CONTEXT / "model-config.yaml").read_text())
+    for (env, app), r in renders.items():
+        if app != "torchserve-sdxl":
+            continue
+        pod = r.one("Deployment")["spec"]["template"]["spec"]
+        mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "model-cache")
+        cache_name = pod["initContainers"][0]["args"][0]
+        assert config["handler"]["model_path"] == f"{mount['mountPath']}/{cache_name}", env
