@@ -184,6 +184,9 @@ def applicationset(env: str) -> dict[str, Any]:
         "spec": {
             "goTemplate": True,
             "goTemplateOptions": ["missingkey=error"],
+            # Removing this ApplicationSet (or an element) must never cascade into deleting databases and
+            # volumes: its Applications go, what they deployed stays until removed on purpose.
+            "syncPolicy": {"preserveResourcesOnDeletion": True},
             "generators": [{"list": {"elements": elements(env)}}],
             # RollingSync: a wave starts only when every Application of the previous wave is Healthy.
             "strategy": {

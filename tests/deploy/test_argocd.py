@@ -104,3 +104,8 @@ def test_applicationsets_are_what_the_generator_writes() -> None:
         [sys.executable, str(DEPLOY / "argocd" / "generate.py"), "--check"], capture_output=True, text=True
     )
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("env", ENVS)
+def test_deleting_an_applicationset_keeps_what_it_deployed(env: str) -> None:
+    assert appset(env)["spec"]["syncPolicy"]["preserveResourcesOnDeletion"] is True
