@@ -87,8 +87,12 @@ def test_secrets_are_references_only(app: Rendered) -> None:
     assert len(refs) == 1
     (es,) = [e for e in app.of_kind("ExternalSecret") if e["spec"]["target"]["name"] in refs]
     provided = {d["secretKey"] for d in es["spec"]["data"]}
-    needed = {e["valueFrom"]["secretKeyRef"]["key"] for e in env}
-    assert needed <= provided
+    required = {
+        e["valueFrom"]["secretKeyRef"]["key"] for e in env if not e["valueFrom"]["secretKeyRef"]["optional"]
+    }
+    assert required <= provided, "a missing required key must fail the ExternalSecret"
+    remote = {d["remoteRef"]["key"] for d in es["spec"]["data"]}
+    assert [f["extract"]["key"] for f in es["spec"]["dataFrom"]] == sorted(remote), "optional keys come along"
     names = {e["name"] for e in env}
     assert {"CHAINLIT_AUTH_SECRET", "ENSEMBLE_DATABASE_URL", "ENSEMBLE_SUPERVISOR__API_KEY"} <= names
 

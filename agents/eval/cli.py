@@ -1,0 +1,136 @@
+"""`ensemble-eval`: the supervisor's routing decision on a labelled set, against the configured endpoints.
+
+Every specialist is offered to the router as if it were available, so that a deployment can be
+evaluated before its specialist servers exist; the specialists themselves are never run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import sys
+from pathlib import Path
+from typing import Any
+
+from agents.eval.dataset import DEFAULT_DATASET, load_dataset, stratified
+from agents.eval.harness import evaluate
+from agents.eval.report import render, write_chart, write_json
+from agents.eval.runner import DEFAULT_VARIANT, Outcome, offered_specs, parse_variant
+from core.errors import EnsembleError
+from core.local_llm import LocalLLMServer
+from core.models import ModelClient, ModelClients, chat_model
+from core.settings import Settings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ensemble-eval", description=__doc__)
+    parser.add_argument(
+        "--dataset", type=Path, default=DEFAULT_DATASET, help="labelled YAML set (default: built-in)"
+    )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME[=PROMPTS.yaml]",
+        help="prompt variant to evaluate; repeat to compare side by side. NAME alone: the configured "
+        "prompts; NAME=FILE: FILE's per-model overrides ({model glob: {prompt name: text}} or "
+        f"{{prompt name: text}}) on top of them (default: {DEFAULT_VARIANT})",
+    )
+    parser.add_argument("--limit", type=int, help="evaluate at most N items, spread over all categories")
+    parser.add_argument(
+        "--only", action="append", default=[], metavar="ID", help="evaluate only these item ids"
+    )
+    parser.add_argument(
+        "--json", type=Path, default=Path("eval-results/routing.json"), help="where to write JSON"
+    )
+    parser.add_argument(
+        "--chart", type=Path, default=Path("eval-results/routing.png"), help="where to write the PNG"
+    )
+    parser.add_argument(
+        "--timeout", type=float, help="seconds per decision (default: the endpoint's timeout)"
+    )
+    parser.add_argument("--temperature", type=float, help="override the supervisor endpoint's temperature")
+    parser.add_argument("--quiet", action="store_true", help="no line per decision on stderr")
+    return parser
+
+
+def _client(settings: Settings, temperature: float | None) -> ModelClient:
+    client = ModelClients.from_settings(settings).supervisor
+    if client is None:
+        raise EnsembleError(
+            "No supervisor model is configured: set ENSEMBLE_SUPERVISOR__BASE_URL, or leave it unset for the "
+            "embedded local model."
+        )
+    if temperature is None:
+        return client
+    endpoint = client.endpoint.model_copy(update={"temperature": temperature})
+    return ModelClient(client.role, endpoint, chat_model(endpoint))
+
+
+def _progress(variant: str, outcome: Outcome) -> None:
+    mark = "ok " if outcome.correct else ("ERR" if outcome.error else "-- ")
+    chosen = ",".join(outcome.chosen) or "answer"
+    extra = f" {outcome.error}" if outcome.error else (" (fell back)" if outcome.fell_back else "")
+    print(
+        f"[{variant}] {mark} {outcome.id:<14} -> {chosen:<22} {outcome.seconds:6.1f} s{extra}",
+        file=sys.stderr,
+    )
+
+
+async def _run(args: argparse.Namespace) -> int:
+    settings = Settings()
+    items = load_dataset(args.dataset)
+    if args.only:
+        wanted = set(args.only)
+        items = [item for item in items if item.id in wanted]
+    if args.limit:
+        items = stratified(items, args.limit)
+    if not items:
+        raise EnsembleError("no items to evaluate")
+    variants = [parse_variant(v) for v in args.variant or [DEFAULT_VARIANT]]
+    if len({v.name for v in variants}) != len(variants):
+        raise EnsembleError("variant names must differ")
+    specs, from_packages = offered_specs()
+    client = _client(settings, args.temperature)
+
+    def checkpoint(report: dict[str, Any]) -> None:
+        write_json(report, args.json)
+
+    async with contextlib.AsyncExitStack() as stack:
+        if settings.local_llm_active and client.endpoint.base_url == settings.local_llm.base_url:
+            print(f"Starting the embedded model server at {settings.local_llm.base_url} ...", file=sys.stderr)
+            server = LocalLLMServer(settings.local_llm, settings.data_dir / "local-llm.log")
+            await stack.enter_async_context(server)
+        report = await evaluate(
+            client,
+            settings,
+            items,
+            variants,
+            specs,
+            dataset=str(args.dataset),
+            from_packages=from_packages,
+            per_decision=args.timeout,
+            progress=None if args.quiet else _progress,
+            on_variant=checkpoint,
+        )
+    write_json(report, args.json)
+    write_chart(report, args.chart)
+    print(render(report))
+    print(f"JSON: {args.json}\nchart: {args.chart}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return asyncio.run(_run(args))
+    except (EnsembleError, ValueError, OSError) as exc:
+        print(f"ensemble-eval: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

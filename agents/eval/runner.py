@@ -1,0 +1,178 @@
+"""Runs labelled items through `Router.decide` for each prompt variant and records every decision."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import pkgutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import agents.specialists
+from agents.eval.dataset import Item, messages_for
+from agents.specialists.base import FileRef, SpecialistSpec
+from agents.specialists.registry import all_specs
+from agents.supervisor.decision import Router
+from core.models import ModelClient
+from core.settings import Settings
+
+DEFAULT_VARIANT = "default"
+
+
+def offered_specs() -> tuple[list[SpecialistSpec], list[str]]:
+    """Every specialist, as if all were available: the registry's, then packages not yet listed in it.
+
+    Returns the specs and the names that came from a package rather than the registry.
+    """
+    specs = list(all_specs())
+    known = {spec.name for spec in specs}
+    extra: list[str] = []
+    for module in sorted(pkgutil.iter_modules(agents.specialists.__path__), key=lambda m: m.name):
+        if not module.ispkg or module.name in known:
+            continue
+        spec = getattr(importlib.import_module(f"agents.specialists.{module.name}"), "SPEC", None)
+        if isinstance(spec, SpecialistSpec) and spec.name not in known:
+            specs.append(spec)
+            known.add(spec.name)
+            extra.append(spec.name)
+    return specs, extra
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A named set of per-model prompt overrides ({model glob: {prompt name: text}}) to evaluate."""
+
+    name: str
+    prompts: dict[str, dict[str, str]] = field(default_factory=dict)
+    source: str | None = None
+
+    def settings(self, base: Settings) -> Settings:
+        """`base` with this variant's overrides taking precedence over the configured ones."""
+        merged: dict[str, dict[str, str]] = {glob: dict(texts) for glob, texts in self.prompts.items()}
+        for glob, texts in base.prompts.items():
+            merged[glob] = {**texts, **merged.get(glob, {})}
+        return base.model_copy(update={"prompts": merged})
+
+
+def parse_variant(text: str) -> Variant:
+    """`NAME` (the configured prompts) or `NAME=PATH` (a YAML file of overrides).
+
+    The file holds {model glob: {prompt name: text}} like ENSEMBLE_PROMPTS, or just
+    {prompt name: text}, which applies to every model.
+    """
+    name, sep, path = text.partition("=")
+    name = name.strip()
+    if not name:
+        raise ValueError(f"variant {text!r} has no name")
+    if not sep:
+        return Variant(name)
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or not data:
+        raise ValueError(f"variant file {path} must be a mapping of prompt overrides")
+    if all(isinstance(v, str) for v in data.values()):
+        data = {"*": data}
+    prompts: dict[str, dict[str, str]] = {}
+    for glob, texts in data.items():
+        if not isinstance(texts, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in texts.items()
+        ):
+            raise ValueError(f"variant file {path}: {glob!r} must map prompt names to texts")
+        prompts[str(glob)] = dict(texts)
+    return Variant(name, prompts, source=path)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One routing decision on one item."""
+
+    id: str
+    category: str
+    expected: list[str]
+    chosen: list[str]
+    correct: bool
+    attempts: int
+    fell_back: bool
+    error: str | None
+    seconds: float
+    requests: list[str]
+
+    @property
+    def valid_first(self) -> bool:
+        """Parseable and schema-valid on the first attempt."""
+        return self.error is None and self.attempts == 1 and not self.fell_back
+
+    @property
+    def hops(self) -> int:
+        return len(self.chosen)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "valid_first": self.valid_first, "hops": self.hops}
+
+
+Progress = Callable[[str, Outcome], None]
+
+
+async def decide_one(
+    router: Router,
+    item: Item,
+    specs: Sequence[SpecialistSpec],
+    refs: dict[str, FileRef],
+    settings: Settings,
+    per_decision: float | None,
+) -> Outcome:
+    """The router's decision on `item`; a failing or slow model server is recorded, not raised."""
+    history = messages_for(item, refs, settings.history_messages)
+    started = time.perf_counter()
+    try:
+        decision = await asyncio.wait_for(router.decide(history, specs, item.text), per_decision)
+    except Exception as exc:
+        seconds = time.perf_counter() - started
+        error = f"{type(exc).__name__}: {exc}"[:300]
+        return Outcome(item.id, item.category, sorted(item.expect), [], False, 0, False, error, seconds, [])
+    seconds = time.perf_counter() - started
+    chosen = sorted({task.specialist for task in decision.tasks})
+    correct = not decision.fell_back and item.accepts(frozenset(chosen))
+    return Outcome(
+        item.id,
+        item.category,
+        sorted(item.expect),
+        chosen,
+        correct,
+        decision.attempts,
+        decision.fell_back,
+        None,
+        seconds,
+        [task.request for task in decision.tasks],
+    )
+
+
+async def run_variant(
+    client: ModelClient,
+    settings: Settings,
+    variant: Variant,
+    items: Sequence[Item],
+    specs: Sequence[SpecialistSpec],
+    refs: dict[str, FileRef],
+    *,
+    per_decision: float | None = None,
+    progress: Progress | None = None,
+) -> list[Outcome]:
+    """Every item through the real `Router.decide`, one at a time (latency is per decision)."""
+    names = {spec.name for spec in specs}
+    unknown = sorted({n for item in items for n in item.specialists()} - names)
+    if unknown:
+        raise ValueError(f"the set expects specialists that are not offered: {', '.join(unknown)}")
+    variant_settings = variant.settings(settings)
+    router = Router(client, variant_settings)
+    outcomes: list[Outcome] = []
+    for item in items:
+        outcome = await decide_one(router, item, specs, refs, variant_settings, per_decision)
+        outcomes.append(outcome)
+        if progress is not None:
+            progress(variant.name, outcome)
+    return outcomes
