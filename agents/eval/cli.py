@@ -68,6 +68,14 @@ def _client(settings: Settings, temperature: float | None) -> ModelClient:
     return ModelClient(client.role, endpoint, chat_model(endpoint))
 
 
+def _shown(path: Path) -> str:
+    """A path relative to the working directory where it is under it (for the report)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def _progress(variant: str, outcome: Outcome) -> None:
     mark = "ok " if outcome.correct else ("ERR" if outcome.error else "-- ")
     chosen = ",".join(outcome.chosen) or "answer"
@@ -108,7 +116,7 @@ async def _run(args: argparse.Namespace) -> int:
             items,
             variants,
             specs,
-            dataset=str(args.dataset),
+            dataset=_shown(args.dataset),
             from_packages=from_packages,
             per_decision=args.timeout,
             progress=None if args.quiet else _progress,

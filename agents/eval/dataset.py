@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from agents.specialists.base import FileRef
 
-DEFAULT_DATASET = Path(__file__).with_name("data") / "routing.yaml"
+DEFAULT_DATASET = Path(__file__).with_name("sets") / "routing.yaml"
 ANSWER = "answer"  # the label of "the supervisor answers directly" (no hand-off)
 MULTI = "multi"  # the category of items that expect several specialists
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -84,7 +84,7 @@ class Dataset(BaseModel):
 
 
 def load_dataset(path: Path = DEFAULT_DATASET) -> list[Item]:
-    """The items of a YAML set (see the header of data/routing.yaml for the format)."""
+    """The items of a YAML set (see the header of sets/routing.yaml for the format)."""
     return Dataset.model_validate(yaml.safe_load(path.read_text(encoding="utf-8"))).items
 
 
