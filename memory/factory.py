@@ -117,7 +117,14 @@ async def _open(
             mode = "keyword"
     index = None
     if mode == "index" and embedder is not None:
-        index = {"dims": embedder.dims, "embed": LangChainEmbeddings(embedder), "fields": ["text"]}
+        # Only the memory's text is embedded. The SQLite store reads `text_fields` (and would embed the
+        # whole JSON value without it); the PostgreSQL store reads `fields`.
+        index = {
+            "dims": embedder.dims,
+            "embed": LangChainEmbeddings(embedder),
+            "fields": ["text"],
+            "text_fields": ["text"],
+        }
 
     if location.backend == "sqlite":
         from langgraph.store.sqlite.aio import AsyncSqliteStore

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import sqlite3
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -31,6 +32,7 @@ LOCAL_PG = "postgresql://postgres@127.0.0.1:5432/test"
 # name -> (store, memory.vector setting, the recall mode the service must end up in)
 BACKENDS: dict[str, tuple[str, str, str]] = {
     "sqlite": ("sqlite", "auto", "index|scan"),
+    "sqlite-index": ("sqlite", "index", "index"),  # sqlite-vec: needs a Python whose sqlite3 loads extensions
     "sqlite-keyword": ("sqlite", "off", "keyword"),
     "postgres": ("postgres", "auto", "scan"),  # the machine's server has no pgvector
     "postgres-keyword": ("postgres", "off", "keyword"),
@@ -120,6 +122,8 @@ async def backend(
     kind, vector, expected = BACKENDS[request.param]
     schema = None
     if kind == "sqlite":
+        if vector == "index" and not hasattr(sqlite3.Connection, "enable_load_extension"):
+            pytest.skip("this Python's sqlite3 cannot load extensions, so sqlite-vec cannot serve an index")
         url = f"sqlite:///{tmp_path / 'memory.sqlite'}"
     else:
         base = request.getfixturevalue("local_postgres" if kind == "postgres" else "pgvector_postgres")
