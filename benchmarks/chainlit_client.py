@@ -2,8 +2,9 @@
 
 Connect: socket.io at `/ws/socket.io` (websocket transport) with the `auth` payload that
 `chainlit/socket.py:connect` reads (sessionId, clientType, threadId, userEnv, chatProfile), then the
-`connection_successful` event. A turn: emit `client_message` with a user step; the server answers
-with `stream_start`/`stream_token` (tokens), `new_message`/`update_message` (steps and the final
+`connection_successful` event; with a login, the session first signs in at `/auth/header` (an auth
+proxy's header, Ensemble's `header` auth mode) and sends the cookie it gets. A turn: emit
+`client_message` with a user step; the server answers with `stream_start`/`stream_token` (tokens), `new_message`/`update_message` (steps and the final
 message) and `task_end` when `on_message` returns. Bytes are counted per received websocket frame
 (the socket.io text as sent, plus the frame header).
 """
@@ -18,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import engineio
+import httpx
 import socketio
 
 
@@ -56,8 +58,9 @@ class TurnResult:
 class ChainlitSession:
     """One browser-like chat session over socket.io."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, login: tuple[str, str] | None = None) -> None:
         self.url = url
+        self.login = login  # (header, value): sign in through Chainlit's /auth/header first
         self.session_id = str(uuid.uuid4())
         self.client = CountingClient(reconnection=False)
         self._events: asyncio.Queue[tuple[str, Any, float]] = asyncio.Queue()
@@ -79,12 +82,18 @@ class ChainlitSession:
             "userEnv": "{}",
             "chatProfile": None,
         }
+        headers = {"X-Chainlit-Session-Id": self.session_id, "X-Chainlit-Client-Type": "webapp"}
+        if self.login is not None:
+            async with httpx.AsyncClient(timeout=wait) as http:
+                response = await http.post(f"{self.url}/auth/header", headers=dict([self.login]))
+                response.raise_for_status()
+                headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in response.cookies.items())
         await self.client.connect(
             self.url,
             socketio_path="/ws/socket.io",
             transports=["websocket"],
             auth=auth,
-            headers={"X-Chainlit-Session-Id": self.session_id, "X-Chainlit-Client-Type": "webapp"},
+            headers=headers,
             wait_timeout=wait,
         )
         await self.client.emit("connection_successful")

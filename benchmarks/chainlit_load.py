@@ -49,8 +49,21 @@ from benchmarks.common import (
 PROMPT = "Give me three tips for a productive morning. [tag:{tag}]"
 
 
+LOGIN_HEADER = "X-Forwarded-Email"
+AUTH_SECRET = "benchmark-only-secret-" + "x" * 32  # signs session tokens of throwaway benchmark servers
+
+
+def login_for(system: str, index: int, tag: str) -> tuple[str, str] | None:
+    """Ensemble runs with `header` auth (one user per session); the minimal app has no login."""
+    return (LOGIN_HEADER, f"{tag}-{index}@bench.test") if system != "minimal" else None
+
+
 def ensemble_env(fixture_url: str, data_dir: Path) -> dict[str, str]:
     return {
+        "ENSEMBLE_AUTH__MODE": "header",
+        "ENSEMBLE_AUTH__HEADER_NAME": LOGIN_HEADER,
+        "ENSEMBLE_AUTH__SECRET": AUTH_SECRET,
+        "CHAINLIT_AUTH_SECRET": AUTH_SECRET,
         "ENSEMBLE_SUPERVISOR__BASE_URL": fixture_url,
         "ENSEMBLE_SUPERVISOR__MODEL": "fixture",
         "ENSEMBLE_SUPERVISOR__STRUCTURED_OUTPUT": "tools",
@@ -89,9 +102,9 @@ async def profiled(enabled: bool, pid: int, out: Path) -> AsyncIterator[None]:
         await asyncio.wait_for(spy.wait(), 30)
 
 
-async def chainlit_phase(url: str, sessions: int, turns: int, tag: str) -> list[tuple[int, TurnResult]]:
+async def chainlit_phase(url: str, sessions: int, turns: int, tag: str, system: str) -> list[tuple[int, TurnResult]]:
     """`sessions` clients connect, then all run `turns` turns at once; (turn index, result) pairs."""
-    clients = [ChainlitSession(url) for _ in range(sessions)]
+    clients = [ChainlitSession(url, login_for(system, i, tag)) for i in range(sessions)]
     await asyncio.gather(*(c.connect() for c in clients))
     start = asyncio.Event()
 
@@ -211,7 +224,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                                 cpu_before = cpu_seconds(proc.pid)
                                 async with profiled(args.py_spy and round_ == args.rounds, proc.pid,
                                                     RESULTS / f"py-spy-{system}-{sessions}.txt"):
-                                    results = await chainlit_phase(url, sessions, args.turns, tag)
+                                    results = await chainlit_phase(url, sessions, args.turns, tag, system)
                             seconds = time.perf_counter() - started
                             calls = (await fixture_stats(fixture_url, http))["calls"]
                             stats = phase_stats(results, args.ttft, stream_time)

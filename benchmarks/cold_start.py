@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.chainlit_client import ChainlitSession
-from benchmarks.chainlit_load import PROMPT, ensemble_env
+from benchmarks.chainlit_load import PROMPT, ensemble_env, login_for
 from benchmarks.common import PYTHON, REPO, RESULTS, child, fixture, free_port, table, wait_http, write_results
 
 
@@ -39,7 +39,7 @@ async def one_start(system: str, fixture_url: str, ttft: float, importtime: Path
             url = f"http://127.0.0.1:{port}"
             await wait_http(url + ready, 120, proc)
             ready_s = time.perf_counter() - started
-            session = ChainlitSession(url)
+            session = ChainlitSession(url, login_for(system, 0, "cold"))
             connect_started = time.perf_counter()
             await session.connect()
             turn = await session.turn(PROMPT.format(tag="cold"))

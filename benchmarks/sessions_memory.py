@@ -23,7 +23,7 @@ from typing import Any
 import psutil
 
 from benchmarks.chainlit_client import ChainlitSession
-from benchmarks.chainlit_load import PROMPT, chainlit_server, ensemble_env
+from benchmarks.chainlit_load import PROMPT, chainlit_server, ensemble_env, login_for
 from benchmarks.common import REPO, RESULTS, fixture, table, write_results
 
 MB = 2**20
@@ -42,7 +42,7 @@ async def settle(pid: int) -> float:
 
 async def measure(system: str, url: str, pid: int, args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {"system": system}
-    warm = ChainlitSession(url)
+    warm = ChainlitSession(url, login_for(system, 0, "warm"))
     await warm.connect()
     for t in range(2):
         await warm.turn(PROMPT.format(tag=f"warm-{t}"))
@@ -53,7 +53,8 @@ async def measure(system: str, url: str, pid: int, args: argparse.Namespace) -> 
     curve = []
     started = time.perf_counter()
     while len(sessions) < args.sessions:
-        batch = [ChainlitSession(url) for _ in range(min(args.batch, args.sessions - len(sessions)))]
+        count = min(args.batch, args.sessions - len(sessions))
+        batch = [ChainlitSession(url, login_for(system, len(sessions) + i, "idle")) for i in range(count)]
         await asyncio.gather(*(s.connect() for s in batch))
         sessions.extend(batch)
         curve.append((len(sessions), rss(pid) / MB))
