@@ -4,8 +4,8 @@ Connect: socket.io at `/ws/socket.io` (websocket transport) with the `auth` payl
 `chainlit/socket.py:connect` reads (sessionId, clientType, threadId, userEnv, chatProfile), then the
 `connection_successful` event; with a login, the session first signs in at `/auth/header` (an auth
 proxy's header, Ensemble's `header` auth mode) and sends the cookie it gets. A turn: emit
-`client_message` with a user step; the server answers with `stream_start`/`stream_token` (tokens), `new_message`/`update_message` (steps and the final
-message) and `task_end` when `on_message` returns. Bytes are counted per received websocket frame
+`client_message` with a user step; the server answers with `stream_start`/`stream_token` (tokens),
+`new_message`/`update_message` (steps and the final message) and `task_end` when `on_message` returns. Bytes are counted per received websocket frame
 (the socket.io text as sent, plus the frame header).
 """
 
