@@ -5,8 +5,8 @@ Connect: socket.io at `/ws/socket.io` (websocket transport) with the `auth` payl
 `connection_successful` event; with a login, the session first signs in at `/auth/header` (an auth
 proxy's header, Ensemble's `header` auth mode) and sends the cookie it gets. A turn: emit
 `client_message` with a user step; the server answers with `stream_start`/`stream_token` (tokens),
-`new_message`/`update_message` (steps and the final message) and `task_end` when `on_message` returns. Bytes are counted per received websocket frame
-(the socket.io text as sent, plus the frame header).
+`new_message`/`update_message` (steps and the final message) and `task_end` when `on_message` returns.
+Bytes are counted per received websocket frame (the socket.io text as sent, plus the frame header).
 """
 
 from __future__ import annotations
