@@ -2,7 +2,9 @@
 
 Idempotent: every step is the library's own `setup()`/`create_all`, which only adds what is missing.
 Steps: the accounts table (memory.users), LangGraph's PostgreSQL store (memory) and checkpointer
-(conversation state). Settings come from the environment through core.settings, as in the app.
+(conversation state), and, when SMOKE_USERNAME/SMOKE_PASSWORD are given, the password account the
+PostSync smoke test logs in with (created, or its password reset). Settings come from the environment
+through core.settings, as in the app.
 Exit status 0 when every schema is in place, 1 with the reason otherwise.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 
 log = logging.getLogger("ensemble.migrate")
@@ -30,8 +33,15 @@ async def migrate() -> list[str]:
 
     done = []
     users = await UserStore.from_settings(settings)
-    await users.aclose()
-    done.append("accounts table")
+    try:
+        done.append("accounts table")
+        smoke_user, smoke_password = os.environ.get("SMOKE_USERNAME"), os.environ.get("SMOKE_PASSWORD")
+        if smoke_user and smoke_password:
+            if not await users.set_password(smoke_user, smoke_password):
+                await users.create_user(smoke_user, smoke_password, display_name="Smoke test")
+            done.append("smoke-test account")
+    finally:
+        await users.aclose()
     location = store_location(settings)
     if location.backend == "postgres":
         async with AsyncPostgresStore.from_conn_string(location.target) as store:

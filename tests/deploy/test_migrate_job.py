@@ -33,8 +33,9 @@ def scratch_db() -> Iterator[str]:
         admin.close()
 
 
-def _run(url: str | None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ENSEMBLE_")}
+def _run(url: str | None, **extra: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ENSEMBLE_", "SMOKE_"))}
+    env.update(extra)
     env["PYTHONPATH"] = str(REPO)
     if url:
         env["ENSEMBLE_DATABASE_URL"] = url
@@ -48,14 +49,41 @@ def _run(url: str | None) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_migration_creates_every_schema_and_is_idempotent(scratch_db: str) -> None:
-    for _ in range(2):  # every sync runs it again
-        proc = _run(scratch_db)
+def test_migration_creates_every_schema_and_the_smoke_account_idempotently(scratch_db: str) -> None:
+    # every sync runs it again; the second run also resets the smoke-test account's password
+    for password in ("first-password-1", "second-password-2"):
+        proc = _run(scratch_db, SMOKE_USERNAME="smoke-test", SMOKE_PASSWORD=password)
         assert proc.returncode == 0, proc.stderr
-        assert "schemas ready: accounts table, memory store, checkpoints" in proc.stderr
+        assert "schemas ready: accounts table, smoke-test account, memory store, checkpoints" in proc.stderr
     with psycopg.connect(scratch_db) as conn:
         tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+        accounts = conn.execute(
+            "SELECT count(*) FROM ensemble_users WHERE identifier = 'smoke-test'"
+        ).fetchone()
     assert {"ensemble_users", "store", "checkpoints", "checkpoint_writes", "checkpoint_blobs"} <= tables
+    assert accounts == (1,)
+    check = (
+        "import asyncio, sys\n"
+        "from memory.users import UserStore\n"
+        "async def main():\n"
+        "    users = await UserStore.open(sys.argv[1])\n"
+        "    try:\n"
+        "        new = await users.verify_password('smoke-test', 'second-password-2')\n"
+        "        old = await users.verify_password('smoke-test', 'first-password-1')\n"
+        "    finally:\n"
+        "        await users.aclose()\n"
+        "    print(bool(new), bool(old))\n"
+        "asyncio.run(main())\n"
+    )
+    url = scratch_db.replace("postgresql://", "postgresql+psycopg://")
+    out = subprocess.run(
+        [sys.executable, "-c", check, url],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.stdout.split() == ["True", "False"], out.stderr
 
 
 def test_migration_fails_the_sync_when_the_database_is_unreachable() -> None:
