@@ -152,6 +152,11 @@ def test_postsync_smoke_test_sends_a_chat_turn_to_the_service(app: Rendered) -> 
     login_secret = env["SMOKE_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"]
     targets = {es["spec"]["target"]["name"] for es in app.of_kind("ExternalSecret")}
     assert login_secret in targets, "the smoke-test login comes from Secrets Manager"
+    smoke_es = app.one("ExternalSecret", login_secret)
+    assert smoke_es["metadata"]["annotations"]["argocd.argoproj.io/hook"] == "PreSync"
+    migrate = next(j for j in app.of_kind("Job") if j["metadata"]["name"].endswith("-migrate"))
+    migrate_env = {e["name"]: e for e in migrate["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert migrate_env["SMOKE_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == login_secret
 
 
 def test_replicas_share_the_data_dir_outside_dev(app: Rendered) -> None:
