@@ -8,7 +8,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from tests.deploy.conftest import DEPLOY, ENVS, Rendered
+from tests.deploy.conftest import DEPLOY, ENVS, Rendered, elements, layered_values
 
 MODELS = ("tabbyapi-mixtral", "tabbyapi-codellama", "sglang-llava", "tei-bge-small", "torchserve-sdxl")
 GPU_MODELS = ("tabbyapi-mixtral", "tabbyapi-codellama", "sglang-llava", "torchserve-sdxl")
@@ -97,7 +97,8 @@ def test_keda_triggers_per_server_kind(server: Rendered) -> None:
         assert "--enable-metrics" in _pod(server)["containers"][0]["command"]
     if kind == "tei":
         assert triggers["cpu"]["metricType"] == "Utilization"
-    scale_to_zero = server.env in ("dev", "staging")
+    element = next(el for el in elements(server.env) if el["name"] == server.app)
+    scale_to_zero = layered_values(element)["autoscaling"].get("scaleToZero", False)
     assert (so["spec"]["minReplicaCount"] == 0) == scale_to_zero
     if scale_to_zero:
         assert "external-push" in triggers, "scale from zero needs the interceptor to hold requests"
@@ -129,3 +130,12 @@ def test_app_urls_reach_the_rendered_servers(env: str, renders: dict[tuple[str, 
             assert url.hostname in r.one("HTTPScaledObject")["spec"]["hosts"]
         checked += 1
     assert checked == 5
+
+
+def test_scale_to_zero_per_environment_and_server(renders: dict[tuple[str, str], Rendered]) -> None:
+    def zero(env: str) -> set[str]:
+        return {m for m in MODELS if renders[(env, m)].one("ScaledObject")["spec"]["minReplicaCount"] == 0}
+
+    assert zero("prod") == set()
+    assert zero("staging") == set(MODELS)
+    assert zero("dev") == set(GPU_MODELS), "dev keeps the CPU embeddings server warm (per-server override)"
