@@ -33,7 +33,14 @@ from agents.supervisor.service import (
 )
 from chainlit_app import auth
 from chainlit_app.persistence import FILES_ROUTE, EnsembleDataLayer, LocalStorageClient, ensure_schema, history_url
-from chainlit_app.render import artifact_elements, file_kind, progress_text, safe_name, utc_now
+from chainlit_app.render import (
+    artifact_elements,
+    file_kind,
+    progress_text,
+    safe_name,
+    utc_now,
+    with_source_links,
+)
 from core.settings import Settings
 from memory.users import UserStore
 
@@ -217,7 +224,7 @@ async def on_message(message: cl.Message) -> None:
                 await cl.Message(content=text, author="Ensemble").send()
             case TurnFinished(content=content, artifacts=artifacts):
                 final = answer_message()
-                final.content = content
+                final.content = with_source_links(content, artifacts)
                 final.elements = artifact_elements(artifacts, for_step=False)
                 await final.send()
             case TurnFailed(message=error, partial=partial):

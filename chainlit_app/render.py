@@ -61,3 +61,15 @@ def safe_name(name: str) -> str:
     """A file or folder name made only of safe characters (never a path)."""
     cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._")
     return cleaned[:120] or "file"
+
+
+def with_source_links(content: str, artifacts: Iterable[dict[str, Any]]) -> str:
+    """The answer with a `Sources:` line naming each cited passage (documents' [n] markers), so that
+    Chainlit links them: side panels open only from names that appear in the message."""
+    names = [
+        a["name"] for a in artifacts
+        if a["kind"] == "source" and a.get("meta", {}).get("marker") is not None and a["name"] not in content
+    ]
+    if not names:
+        return content
+    return content.rstrip() + "\n\nSources: " + " · ".join(names)
