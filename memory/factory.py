@@ -154,7 +154,11 @@ async def _open(
         except psycopg.Error as exc:
             raise MemoryUnavailable(f"cannot open the memory store at {location}: {exc}") from exc
         store = pg_store
-    return MemoryService(store, config, backend=location.backend, mode=mode, embedder=embedder, stack=stack)
+    service = MemoryService(
+        store, config, backend=location.backend, mode=mode, embedder=embedder, stack=stack
+    )
+    service.start_reindex()  # memories stored before this mode or model get embedded, in the background
+    return service
 
 
 async def _recall_mode(location: StoreLocation, config: MemorySettings) -> RecallMode:

@@ -37,3 +37,14 @@ def user_label(user_id: str) -> str:
 def memory_namespace(user_id: str) -> tuple[str, str]:
     """`("memories", <label>)`: the one namespace that holds this user's memories and nobody else's."""
     return (MEMORY_ROOT, user_label(user_id))
+
+
+def user_id_from_namespace(namespace: tuple[str, ...]) -> str | None:
+    """The user id a memory namespace belongs to, or None if it is not one of ours."""
+    if len(namespace) != 2 or namespace[0] != MEMORY_ROOT or not namespace[1].startswith("u"):
+        return None
+    try:
+        user_id = bytes.fromhex(namespace[1][1:]).decode("utf-8")
+        return user_id if user_label(user_id) == namespace[1] else None
+    except (ValueError, InvalidUserId):
+        return None

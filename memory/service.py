@@ -25,7 +25,7 @@ from langgraph.store.base import BaseStore, Item, PutOp
 from core.settings import MemorySettings, StructuredOutput
 from memory.embeddings import Embedder
 from memory.extraction import extract_facts
-from memory.ids import memory_namespace, validate_user_id
+from memory.ids import MEMORY_ROOT, memory_namespace, user_id_from_namespace, validate_user_id
 from memory.matching import keyword_score, same_words, terms
 from memory.records import Fact, Memory, Remembered
 
@@ -65,13 +65,15 @@ class MemoryService:
         embedder: Embedder | None = None,
         stack: AsyncExitStack | None = None,
     ) -> None:
-        if mode == "scan" and embedder is None:
-            raise ValueError("scan recall needs an embedder")
+        if mode != "keyword" and embedder is None:
+            raise ValueError(f"{mode} recall needs an embedder")
         self._store = store
         self._settings = settings
         self._backend = backend
         self._mode: RecallMode = mode
-        self._embedder = embedder if mode == "scan" else None
+        self._embedder = embedder if mode == "scan" else None  # scan: vectors computed here
+        self._model = embedder.name if embedder is not None and mode != "keyword" else None
+        self._reindexing: asyncio.Task[int] | None = None
         self._stack = stack
         # Writes of one user are serialised (so dedupe sees the previous write); a fixed set of
         # striped locks keeps this bounded however many users there are.
@@ -106,6 +108,11 @@ class MemoryService:
 
     async def aclose(self) -> None:
         """Close the store's connections; the service is unusable afterwards."""
+        if self._reindexing is not None:
+            self._reindexing.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._reindexing
+            self._reindexing = None
         if self._stack is not None:
             stack, self._stack = self._stack, None
             await stack.aclose()
@@ -170,9 +177,7 @@ class MemoryService:
                     "created": created.isoformat(),
                     "updated": now.isoformat(),  # stores differ in timestamp precision (SQLite: seconds)
                 }
-                if vector is not None and self._embedder is not None:
-                    value["vec"] = _pack(vector)
-                    value["vec_model"] = self._embedder.name
+                self._mark_embedded(value, vector)
                 await self._store.aput(namespace, memory_id, value)
                 memory = Memory.from_value(memory_id, value, created, now, None)
                 stored = [_Stored(memory, vector)] + [s for s in stored if s.memory.id != memory_id]
@@ -244,6 +249,79 @@ class MemoryService:
         except Exception:
             log.exception("memory: learning from a turn failed; nothing was stored")
             return []
+
+    # --- upkeep --------------------------------------------------------------------------------
+
+    def start_reindex(self) -> None:
+        """Run `reindex()` in the background (startup calls this; `aclose` cancels it)."""
+        if self._model is not None and self._reindexing is None:
+            self._reindexing = asyncio.create_task(self._reindex_logged(), name="memory-reindex")
+
+    async def wait_for_reindex(self) -> int:
+        """How many memories the background `reindex()` embedded, once it has finished (0 if none ran)."""
+        if self._reindexing is None:
+            return 0
+        return await asyncio.shield(self._reindexing)
+
+    async def reindex(self) -> int:
+        """Embed, for this recall mode and model, every memory stored without it; returns how many.
+
+        Memories written while the store had no vector index (or under another embedding model)
+        are invisible to vector search, or compared on the fly; this makes them first-class.
+        """
+        if self._model is None:
+            return 0
+        done = offset = 0
+        while True:
+            namespaces = await self._store.alist_namespaces(
+                prefix=(MEMORY_ROOT,), max_depth=2, limit=100, offset=offset
+            )
+            for namespace in namespaces:
+                user_id = user_id_from_namespace(namespace)
+                if user_id is not None:
+                    done += await self._reindex_user(user_id)
+            if len(namespaces) < 100:
+                return done
+            offset += len(namespaces)
+
+    async def _reindex_user(self, user_id: str) -> int:
+        namespace = memory_namespace(user_id)
+        async with self._lock(user_id):
+            items = await self._store.asearch(namespace, limit=self._settings.max_per_user + 100)
+            stale = [i for i in items if tuple(i.namespace) == namespace and not self._embedded(i.value)]
+            vectors: builtins.list[builtins.list[float] | None] = [None] * len(stale)
+            if self._embedder is not None and stale:
+                texts = [str(i.value.get("text", "")) for i in stale]
+                vectors = builtins.list(await self._embedder.embed(texts))
+            for item, vector in zip(stale, vectors, strict=True):
+                value = {k: v for k, v in item.value.items() if k not in ("vec", "vec_model", "indexed_by")}
+                self._mark_embedded(value, vector)
+                await self._store.aput(namespace, item.key, value)
+            return len(stale)
+
+    async def _reindex_logged(self) -> int:
+        try:
+            count = await self.reindex()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("memory: re-embedding older memories failed; they are still listed and kept")
+            return 0
+        if count:
+            log.info("memory: embedded %d older memories for %s recall (%s)", count, self._mode, self._model)
+        return count
+
+    def _mark_embedded(self, value: dict[str, Any], vector: builtins.list[float] | None) -> None:
+        if self._mode == "index":
+            value["indexed_by"] = self._model
+        elif self._mode == "scan" and vector is not None:
+            value["vec"] = _pack(vector)
+            value["vec_model"] = self._model
+
+    def _embedded(self, value: dict[str, Any]) -> bool:
+        if self._mode == "index":
+            return bool(value.get("indexed_by") == self._model)
+        return bool(value.get("vec_model") == self._model and isinstance(value.get("vec"), str))
 
     # --- internals -----------------------------------------------------------------------------
 

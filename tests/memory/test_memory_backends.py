@@ -257,3 +257,29 @@ async def test_recall_orders_and_timestamps(memory: MemoryService) -> None:
     listed = await memory.list("lu")
     assert [m.text for m in listed] == ["The user likes figs.", "The user likes olives."]
     assert all(m.updated_at >= before.replace(microsecond=0) for m in listed)
+
+
+async def test_memories_from_a_keyword_only_run_become_semantic(backend) -> None:  # type: ignore[no-untyped-def]
+    """Memories written without embeddings (vector=off, or before pgvector) are embedded at startup."""
+    if backend.expected_mode == "keyword":
+        pytest.skip("this backend is keyword-only: nothing to embed")
+    plain = await backend.open(vector="off")
+    try:
+        assert plain.mode == "keyword"
+        await plain.remember(
+            "mo", ["The user has a dog called Rex.", "The user works as a nurse.", "The user likes jazz."]
+        )
+        await plain.remember("mo.", ["The user has a cat called Tom."])
+    finally:
+        await plain.aclose()
+    service = await backend.open()
+    try:
+        assert await service.wait_for_reindex() == 4
+        assert await service.reindex() == 0  # idempotent
+        (found,) = await service.recall("mo", "what is my pet's name?", k=1)
+        assert found.text == "The user has a dog called Rex." and found.score is not None
+        assert [m.text for m in await service.recall("mo.", "what is my pet's name?", k=5)] == [
+            "The user has a cat called Tom."
+        ]
+    finally:
+        await service.aclose()
