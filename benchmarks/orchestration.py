@@ -3,7 +3,9 @@
 Framework time per turn = wall time of `stream_turn` minus the fixture's model time for the calls
 that turn made (counted at the fixture). Also: added time to the first answer token, and model calls
 per turn, for a direct answer and a delegated turn (code specialist), in the `tools` and
-`json_object` decision modes. The checkpointer is the real default (SQLite file in a temp dir).
+`json_object` decision modes, with long-term memory on (the default: recall before routing, fact
+extraction in the background after the answer, waited for outside the turn's time) and off. The
+checkpointer is the real default (SQLite file in a temp dir).
 
 Run: `.venv/bin/python -m benchmarks.orchestration` (`--turns 100`, `--profile` writes a pyinstrument
 report of the measured turns to benchmarks/results/).
@@ -22,18 +24,19 @@ import httpx
 
 from agents.supervisor.service import AnswerToken, EnsembleService, StepToken, TurnFailed, TurnFinished
 from benchmarks.common import RESULTS, fixture, fixture_reset, fixture_stats, summary, table, write_results
-from core.settings import ChatEndpoint, LocalLLMSettings, Settings
+from core.settings import ChatEndpoint, LocalLLMSettings, MemorySettings, Settings
 
 DIRECT = "Give me three tips for a productive morning. [tag:{tag}]"
 DELEGATED = "Please delegate to code: write a Python function that reverses a string. [tag:{tag}]"
 TURNS_PER_THREAD = 10
 
 
-def settings_for(base_url: str, mode: str, data_dir: Path) -> Settings:
+def settings_for(base_url: str, mode: str, data_dir: Path, memory: bool = True) -> Settings:
     return Settings(
         supervisor=ChatEndpoint(base_url=base_url, model="fixture", structured_output=mode),
         code=ChatEndpoint(base_url=base_url, model="fixture"),
         local_llm=LocalLLMSettings(enabled="off"),
+        memory=MemorySettings(enabled=memory),
         data_dir=data_dir,
     )
 
@@ -54,16 +57,21 @@ async def one_turn(service: EnsembleService, http: httpx.AsyncClient, base_url: 
             outcome = f"failed: {event.message}"
     wall = time.perf_counter() - started
     cpu = time.process_time() - cpu_started
+    during = await fixture_stats(base_url, http)
+    idle = getattr(service, "idle", None)
+    if idle is not None:  # background work after the answer (memory extraction): outside the turn's time
+        await idle()
     after = await fixture_stats(base_url, http)
-    calls = after["calls"] - before["calls"]
-    nominal = after["nominal_seconds"] - before["nominal_seconds"]
-    served = after["served_seconds"] - before["served_seconds"]
+    calls = during["calls"] - before["calls"]
+    nominal = during["nominal_seconds"] - before["nominal_seconds"]
+    served = during["served_seconds"] - before["served_seconds"]
     # The answer's first token comes after every call before the answering one, plus that call's TTFT.
     decision_time = nominal - (calls and (after["timing"]["ttft"] + after["timing"]["tokens"] *
                                           after["timing"]["token_delay"]))
     return {
         "outcome": outcome,
         "calls": calls,
+        "background_calls": after["calls"] - during["calls"],
         "wall_ms": wall * 1000,
         "cpu_ms": cpu * 1000,
         "framework_ms": (wall - nominal) * 1000,
@@ -86,12 +94,13 @@ async def run_kind(service: EnsembleService, http: httpx.AsyncClient, base_url: 
     return rows
 
 
-async def measure_mode(base_url: str, http: httpx.AsyncClient, mode: str, args: argparse.Namespace,
+async def measure_mode(base_url: str, http: httpx.AsyncClient, mode: str, memory: bool, args: argparse.Namespace,
                        profiler: Any) -> dict[str, Any]:
-    """Direct and delegated turns through a service started for `mode`."""
+    """Direct and delegated turns through a service started for `mode` (long-term memory on or off)."""
     runs: dict[str, Any] = {}
+    variant = mode + ("" if memory else "+no-memory")
     with tempfile.TemporaryDirectory(prefix="ensemble-bench-") as tmp:
-        service = await EnsembleService.start(settings_for(base_url, mode, Path(tmp)))
+        service = await EnsembleService.start(settings_for(base_url, mode, Path(tmp), memory))
         try:
             for kind in ("direct", "delegated"):
                 await fixture_reset(base_url, http)
@@ -100,11 +109,12 @@ async def measure_mode(base_url: str, http: httpx.AsyncClient, mode: str, args: 
                 rows = await run_kind(service, http, base_url, mode, kind, args.turns, args.warmup, args.ttft)
                 if profiler is not None:
                     profiler.stop()
-                runs[f"{mode}/{kind}"] = {
+                runs[f"{variant}/{kind}"] = {
                     key: summary([r[key] for r in rows if r[key] is not None])
                     for key in ("framework_ms", "framework_vs_served_ms", "added_ttft_ms", "wall_ms", "cpu_ms")
                 }
-                runs[f"{mode}/{kind}"]["calls_per_turn"] = sorted({r["calls"] for r in rows})
+                runs[f"{variant}/{kind}"]["calls_per_turn"] = sorted({r["calls"] for r in rows})
+                runs[f"{variant}/{kind}"]["background_calls_per_turn"] = sorted({r["background_calls"] for r in rows})
         finally:
             await service.aclose()
     return runs
@@ -122,7 +132,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         httpx.AsyncClient() as http,
     ):
         for mode in args.modes:
-            results["runs"].update(await measure_mode(base_url, http, mode, args, profiler))
+            for memory in args.memory:
+                results["runs"].update(await measure_mode(base_url, http, mode, memory == "on", args, profiler))
     if profiler is not None:
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / "orchestration-profile.txt").write_text(profiler.output_text(unicode=True, show_all=False))
@@ -138,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokens", type=int, default=40)
     parser.add_argument("--token-delay", type=float, default=0.005)
     parser.add_argument("--modes", nargs="+", default=["tools", "json_object"])
+    parser.add_argument("--memory", nargs="+", default=["on", "off"], choices=["on", "off"],
+                        help="long-term memory (recall before answering, extraction after) on and/or off")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--name", default="orchestration")
     args = parser.parse_args(argv)
@@ -146,9 +159,10 @@ def main(argv: list[str] | None = None) -> int:
     for key, run in results["runs"].items():
         fw, ttft = run["framework_ms"], run["added_ttft_ms"]
         rows.append([key, fw["p50"], fw["p99"], run["framework_vs_served_ms"]["p50"], ttft["p50"], ttft["p99"],
-                     run["cpu_ms"]["p50"], ",".join(map(str, run["calls_per_turn"])), fw["n"]])
+                     run["cpu_ms"]["p50"], ",".join(map(str, run["calls_per_turn"])),
+                     ",".join(map(str, run["background_calls_per_turn"])), fw["n"]])
     print(table(["mode/turn", "framework p50 ms", "p99 ms", "vs served p50", "added TTFT p50", "p99",
-                 "app CPU ms/turn", "model calls", "turns"], rows))
+                 "app CPU ms/turn", "model calls", "background calls", "turns"], rows))
     print("targets: framework <= 15 ms p50, <= 40 ms p99; delegated <= direct + 2 model calls")
     print("results:", write_results(args.name, results))
     return 0
