@@ -5,10 +5,13 @@ WorkflowTemplate) run for real with bash. Only the S3 transport is replaced: a `
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import re
 import shutil
 import stat
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -197,3 +200,90 @@ def test_the_mirror_uploads_the_manifest_last() -> None:
     assert "model_info(repo, revision=revision).sha" in download and "MANIFEST.sha256" in download
     subprocess.run(["bash", "-n"], input=upload, text=True, check=True)
     subprocess.run(["bash", "-n", str(SCRIPT)], check=True)
+
+
+HUB_STUB = '''"""Stand-in for huggingface_hub's network calls: repos from $FAKE_HUB/<repo>/<commit>/."""
+import os, shutil, types
+from pathlib import Path
+
+_HUB = Path(os.environ["FAKE_HUB"])
+
+
+class HfApi:
+    def model_info(self, repo, revision=None):
+        commit = (_HUB / repo / "refs" / revision).read_text().strip()
+        return types.SimpleNamespace(sha=commit)
+
+
+def snapshot_download(repo, revision=None, local_dir=None, allow_patterns=None, max_workers=8):
+    shutil.copytree(_HUB / repo / revision, local_dir, dirs_exist_ok=True)
+    (Path(local_dir) / ".cache" / "huggingface").mkdir(parents=True, exist_ok=True)
+    (Path(local_dir) / ".cache" / "huggingface" / "download.lock").write_text("metadata")
+    return str(local_dir)
+'''
+
+
+def _mirror_script() -> str:
+    wft = yaml.safe_load((DEPLOY / "argo-workflows" / "mirror-weights.yaml").read_text())
+    source = next(t for t in wft["spec"]["templates"] if t["name"] == "download")["script"]["source"]
+    return source.split("<<'PY'\n", 1)[1].split("\nPY\n", 1)[0]
+
+
+def test_a_mirror_verifies_in_the_node_cache(world: dict[str, Path], tmp_path: Path) -> None:
+    """The mirror's MANIFEST.sha256 is the format fill-cache.sh checks. The mirror's Python runs for
+    real; only the hub's two network calls are served from local files (a stub module)."""
+    hub = tmp_path / "hub" / "org" / "tiny-model"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    (hub / commit / "sub").mkdir(parents=True)
+    (hub / commit / "model.safetensors").write_bytes(os.urandom(64 * 1024))
+    (hub / commit / "sub" / "tokenizer.json").write_text("{}")
+    (hub / "refs").mkdir()
+    (hub / "refs" / "main").write_text(commit)
+    stubs = tmp_path / "stubs" / "huggingface_hub"
+    stubs.mkdir(parents=True)
+    (stubs / "__init__.py").write_text(HUB_STUB)
+    script = tmp_path / "mirror.py"
+    script.write_text(_mirror_script())
+    out = tmp_path / "model"
+    env = {**os.environ, "PYTHONPATH": str(stubs.parent), "FAKE_HUB": str(tmp_path / "hub")}
+    proc = subprocess.run(
+        [sys.executable, str(script), "org/tiny-model", "main", str(out), ""],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    source = json.loads((out / "SOURCE.json").read_text())
+    assert source["commit"] == commit and source["files"] == 2
+    assert ".cache" not in (out / "MANIFEST.sha256").read_text()
+    # "upload": what the upload step sends (everything but .cache/) lands under the bucket prefix
+    prefix = world["s3"] / "bucket" / "models" / "org" / "tiny-model" / "main"
+    shutil.copytree(out, prefix, ignore=shutil.ignore_patterns(".cache"))
+    proc = _fill(world, name="tiny-model", uri="s3://bucket/models/org/tiny-model/main")
+    assert proc.returncode == 0, proc.stderr
+    assert (world["cache"] / "tiny-model" / "sub" / "tokenizer.json").read_text() == "{}"
+
+
+@pytest.mark.parametrize("name", ["mirror-weights.yaml", "fill-node-cache.yaml"])
+def test_workflow_parameters_are_declared_where_they_are_used(name: str) -> None:
+    """Argo substitutes `{{inputs.parameters.x}}` / `{{workflow.parameters.x}}` at run time; a typo
+    passes the CRD schema, so check every reference against the declarations."""
+    wft = yaml.safe_load((DEPLOY / "argo-workflows" / name).read_text())
+    declared_workflow = {p["name"] for p in wft["spec"]["arguments"]["parameters"]}
+    used_anywhere = set()
+    for template in wft["spec"]["templates"]:
+        body = json.dumps(template)
+        declared_inputs = {p["name"] for p in template.get("inputs", {}).get("parameters", [])}
+        for ref in re.findall(r"\{\{inputs\.parameters\.([\w-]+)\}\}", body):
+            assert ref in declared_inputs, f"{name}/{template['name']}: inputs.parameters.{ref}"
+        for ref in re.findall(r"\{\{workflow\.parameters\.([\w-]+)\}\}", body):
+            assert ref in declared_workflow, f"{name}/{template['name']}: workflow.parameters.{ref}"
+            used_anywhere.add(ref)
+        for step_group in template.get("steps", []):
+            for step in step_group:
+                assert step["template"] in {t["name"] for t in wft["spec"]["templates"]}
+                if "{{item." in json.dumps(step):
+                    assert "withParam" in step or "withItems" in step
+    assert declared_workflow == used_anywhere, "every workflow parameter is used"
+    assert wft["spec"]["entrypoint"] in {t["name"] for t in wft["spec"]["templates"]}
