@@ -63,7 +63,11 @@ async def readyz() -> JSONResponse:
     """Readiness: the service started and its own stores answer; specialists' states for operators."""
     ensemble: EnsembleService | None = getattr(http_app.state, "ensemble", None)
     ready = ensemble is not None and await ensemble.stores_ready()
-    body = {"status": "ready" if ready else "starting", "specialists": ensemble.status() if ensemble else {}}
+    body = {
+        "status": "ready" if ready else "starting",
+        "specialists": ensemble.status() if ensemble else {},
+        "models": ensemble.model_health() if ensemble else {},
+    }
     return JSONResponse(body, status_code=200 if ready else 503)
 
 

@@ -9,17 +9,27 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import httpx
 from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
 
+from core.resilience import CircuitBreaker
 from core.settings import ChatEndpoint, Settings
 
 ChatRole = Literal["supervisor", "code", "vision"]
 
 
-def chat_model(endpoint: ChatEndpoint) -> ChatOpenAI:
-    """A streaming chat client for `endpoint`. Retries are off: callers decide what is safe to repeat."""
+def chat_model(
+    endpoint: ChatEndpoint, *, breaker: CircuitBreaker | None = None, http: httpx.AsyncClient | None = None
+) -> ChatOpenAI:
+    """A streaming chat client for `endpoint`.
+
+    A completion is not retried once sent (it may have started generating); only a connection that
+    could not be opened is retried, once, with backoff, by the HTTP transport given in `http`.
+    """
     return ChatOpenAI(
+        callbacks=[breaker] if breaker is not None else None,
+        http_async_client=http,
         base_url=endpoint.base_url,
         api_key=endpoint.api_key if endpoint.api_key.get_secret_value() else SecretStr("none"),
         model=endpoint.model or "default",
@@ -39,6 +49,7 @@ class ModelClient:
     role: ChatRole
     endpoint: ChatEndpoint
     llm: ChatOpenAI
+    breaker: CircuitBreaker | None = None
 
     @property
     def model_name(self) -> str:
@@ -58,9 +69,29 @@ class ModelClients:
     vision: ModelClient | None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ModelClients:
+    def from_settings(cls, settings: Settings, http: httpx.AsyncClient | None = None) -> ModelClients:
+        """One client per role; roles served by the same server share its circuit breaker."""
+        breakers: dict[str, CircuitBreaker] = {}
+
         def build(role: ChatRole) -> ModelClient | None:
             endpoint = settings.chat_endpoint(role)
-            return None if endpoint is None else ModelClient(role, endpoint, chat_model(endpoint))
+            if endpoint is None:
+                return None
+            key = endpoint.base_url or ""
+            breaker = breakers.setdefault(key, CircuitBreaker(f"The model server at {key}"))
+            return ModelClient(role, endpoint, chat_model(endpoint, breaker=breaker, http=http), breaker)
 
         return cls(supervisor=build("supervisor"), code=build("code"), vision=build("vision"))
+
+    def health(self) -> dict[str, str]:
+        """Each configured role: its server's circuit state (closed = healthy)."""
+        return {
+            client.role: client.breaker.state if client.breaker else "unknown"
+            for client in (self.supervisor, self.code, self.vision)
+            if client is not None
+        }
+
+
+def model_http_client() -> httpx.AsyncClient:
+    """The HTTP client of the model clients: retries only connections that could not be opened."""
+    return httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(retries=1), timeout=None)

@@ -81,7 +81,10 @@ class SupervisorNodes:
         assert self._supervisor is not None
         what = f"The supervisor model ({self._supervisor.where})"
         text = describe_server_error(exc, what=what, timeout=self._supervisor.endpoint.timeout)
-        return EnsembleError(text or f"{what} failed: {type(exc).__name__}")
+        if text is None:
+            log.warning("unusable reply from the supervisor model", exc_info=exc)
+            text = f"{what} sent a reply that Ensemble could not use ({type(exc).__name__}: {str(exc)[:120]})."
+        return EnsembleError(text)
 
     async def route(
         self, state: SupervisorState, runtime: Runtime[RunContext]

@@ -25,7 +25,7 @@ from agents.supervisor.decision import ANSWER_TAG
 from agents.supervisor.graph import Recall, build_graph
 from agents.supervisor.state import RunContext
 from core.errors import EnsembleError
-from core.models import ModelClient, ModelClients
+from core.models import ModelClient, ModelClients, model_http_client
 from core.settings import Settings
 from memory import MemoryService, format_memories, open_memory_service
 from memory.records import Memory
@@ -125,6 +125,7 @@ class EnsembleService:
     documents: DocumentService | None = None
     memory: MemoryService | None = None
     supervisor: ModelClient | None = None
+    models: ModelClients = field(default_factory=lambda: ModelClients(None, None, None))
     _background: set[asyncio.Task[Any]] = field(default_factory=set, repr=False)
 
     @classmethod
@@ -147,7 +148,8 @@ class EnsembleService:
         stack = AsyncExitStack()
         try:
             http = await stack.enter_async_context(httpx.AsyncClient(timeout=30.0))
-            models = models or ModelClients.from_settings(settings)
+            model_http = await stack.enter_async_context(model_http_client())
+            models = models or ModelClients.from_settings(settings, model_http)
             extras = dict(extras or {})
             documents = await _start_documents(settings, http, stack) if with_documents else None
             memory = await _start_memory(settings, stack) if with_memory else None
@@ -171,13 +173,17 @@ class EnsembleService:
         except BaseException:
             await stack.aclose()
             raise
-        return cls(settings, registry, graph, checkpointer, stack, documents, memory, models.supervisor)
+        return cls(settings, registry, graph, checkpointer, stack, documents, memory, models.supervisor, models)
 
     async def aclose(self) -> None:
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         await self._stack.aclose()
+
+    def model_health(self) -> dict[str, str]:
+        """Each model role's server: `closed` (healthy), `open` (paused after failures) or `half-open`."""
+        return self.models.health()
 
     def status(self) -> dict[str, str]:
         """Each specialist: 'ready', or how to enable it."""
