@@ -20,4 +20,5 @@ SPEC = SpecialistSpec(
     ),
     build=build,
     command="/memory",
+    routes_directly=True,
 )
