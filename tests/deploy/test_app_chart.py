@@ -124,6 +124,20 @@ def test_every_setting_is_one_the_app_reads(app: Rendered) -> None:
     assert app.one("ConfigMap")["data"]["ENSEMBLE_LOCAL_LLM__ENABLED"] == "off"
 
 
+def test_login_is_required_and_the_smoke_test_logs_in_the_same_way(app: Rendered) -> None:
+    settings = app.one("ConfigMap")["data"]
+    assert settings["ENSEMBLE_AUTH__MODE"] in ("password", "header")
+    assert settings["ENSEMBLE_AUTH__FIRST_LOGIN_CREATES_ACCOUNT"] == "false"
+    job = next(j for j in app.of_kind("Job") if j["metadata"]["name"].endswith("-smoke-test"))
+    cmd = job["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert cmd[cmd.index("--auth") + 1] == settings["ENSEMBLE_AUTH__MODE"]
+    if settings["ENSEMBLE_AUTH__MODE"] == "header":
+        header = cmd[cmd.index("--header") + 1].split("=", 1)[0]
+        assert header == settings.get("ENSEMBLE_AUTH__HEADER_NAME", "X-Forwarded-Email")
+    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in _container(app)["env"]}
+    assert env["ENSEMBLE_AUTH__SECRET"] == env["CHAINLIT_AUTH_SECRET"], "one signing key for every replica"
+
+
 def test_migrations_run_presync_after_the_secret(app: Rendered) -> None:
     jobs = {j["metadata"]["name"]: j for j in app.of_kind("Job")}
     migrate = next(j for n, j in jobs.items() if n.endswith("-migrate"))

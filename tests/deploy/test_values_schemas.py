@@ -22,6 +22,11 @@ BAD_VALUES = {
         {"secrets": {"existingSecret": "", "externalSecret": {"enabled": False}}},
     ),
     "app-latest-tag": ("ensemble", {"image": {"tag": "latest"}}),
+    "app-open-to-anyone": ("ensemble", {"settings": {"ENSEMBLE_AUTH__MODE": "none"}}),
+    "app-first-visitor-claims-account": (
+        "ensemble",
+        {"settings": {"ENSEMBLE_AUTH__FIRST_LOGIN_CREATES_ACCOUNT": "true"}},
+    ),
     "model-latest-tag": ("tabbyapi-mixtral", {"image": {"tag": "latest"}}),
     "model-gpu-server-without-gpu": ("sglang-llava", {"gpu": {"enabled": False}}),
     "model-weights-from-hub": (
