@@ -139,8 +139,8 @@ async def test_owners_never_see_each_others_chunks(make_service: ServiceFactory,
         for scope in ("shared-chat-id", None):
             hits = await service.search("vault code passphrase zebra owner number", owner, scope, k=20)
             assert [h.text for h in hits] == [secrets[owner]], (owner, hits)
-            dense = await service.search("vault code passphrase zebra owner number", owner, scope, k=20, mode="dense")
-            assert [h.text for h in dense] == [secrets[owner]], (owner, dense)
+        dense = await service.search("vault code passphrase zebra owner number", owner, None, k=20, mode="dense")
+        assert [h.text for h in dense] == [secrets[owner]], (owner, dense)
         docs = await service.list_documents(owner)
         assert [d.doc_id for d in docs] == [doc_ids[owner]]
 
