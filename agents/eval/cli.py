@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
         "--timeout", type=float, help="seconds per decision (default: the endpoint's timeout)"
     )
     parser.add_argument("--temperature", type=float, help="override the supervisor endpoint's temperature")
+    parser.add_argument(
+        "--render", type=Path, metavar="REPORT.json", help="print and plot a saved report (no model calls)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no line per decision on stderr")
     return parser
 
@@ -84,6 +88,14 @@ def _progress(variant: str, outcome: Outcome) -> None:
         f"[{variant}] {mark} {outcome.id:<14} -> {chosen:<22} {outcome.seconds:6.1f} s{extra}",
         file=sys.stderr,
     )
+
+
+def _render_saved(args: argparse.Namespace) -> int:
+    report = json.loads(args.render.read_text(encoding="utf-8"))
+    write_chart(report, args.chart)
+    print(render(report))
+    print(f"chart: {args.chart}")
+    return 0
 
 
 async def _run(args: argparse.Namespace) -> int:
@@ -132,6 +144,8 @@ async def _run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.render is not None:
+            return _render_saved(args)
         return asyncio.run(_run(args))
     except (EnsembleError, ValueError, OSError) as exc:
         print(f"ensemble-eval: {exc}", file=sys.stderr)

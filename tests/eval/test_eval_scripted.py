@@ -202,3 +202,25 @@ def test_variant_file_of_plain_prompt_names_applies_to_every_model(tmp_path: Pat
 def test_scripted_cli_reports_a_missing_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert eval_main(["--dataset", str(tmp_path / "none.yaml")]) == 1
     assert "ensemble-eval:" in capsys.readouterr().err
+
+
+def test_shipped_prompt_variant_parses() -> None:
+    variant = parse_variant(f"small={DEFAULT_DATASET.with_name('prompts-small.yaml')}")
+    merged = variant.settings(Settings(_env_file=None))  # type: ignore[call-arg]
+    route = merged.prompt("supervisor.route", "smollm2-135m-instruct", "builtin")
+    assert route.format(specialists="- code: x", max_tasks=3).startswith("You route")
+    assert merged.prompt("supervisor.route", "mixtral", "builtin") == "builtin"
+
+
+async def test_scripted_cli_renders_a_saved_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    items = subset(8)
+    model = ScriptedChatModel(script=[json_reply(item) for item in items])
+    specs, _ = offered_specs()
+    report = await evaluate(scripted_client(model), settings(tmp_path), items, [Variant("default")], specs)
+    write_json(report, tmp_path / "saved.json")
+    chart = tmp_path / "again.png"
+    assert eval_main(["--render", str(tmp_path / "saved.json"), "--chart", str(chart)]) == 0
+    assert chart.read_bytes()[:4] == b"\x89PNG"
+    assert "variant default" in capsys.readouterr().out
