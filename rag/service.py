@@ -172,7 +172,8 @@ class DocumentService:
             )
             _raise_if_cancelled(cancel)
             await self._store(rows, owner, doc_id)
-            pages_text = f"{parsed.pages} page{'s' if parsed.pages != 1 else ''}, " if parsed.pages else ""
+            unit = {"pptx": "slide", "xlsx": "sheet"}.get(checked.kind, "page")
+            pages_text = f"{parsed.pages} {unit}{'s' if parsed.pages != 1 else ''}, " if parsed.pages else ""
             message = f"“{name}” added: {pages_text}{len(chunks)} passage{'s' if len(chunks) != 1 else ''}."
             await emit(
                 "done",
