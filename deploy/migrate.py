@@ -1,10 +1,10 @@
 """Create or upgrade Ensemble's database schemas; run by the chart's PreSync Job before new pods start.
 
-Idempotent: every step is the library's own `setup()`/`create_all`, which only adds what is missing.
-Steps: the accounts table (memory.users), LangGraph's PostgreSQL store (memory) and checkpointer
-(conversation state), and, when SMOKE_USERNAME/SMOKE_PASSWORD are given, the password account the
-PostSync smoke test logs in with (created, or its password reset). Settings come from the environment
-through core.settings, as in the app.
+Idempotent: every step is its owner's own `setup()`/`create_all`/`CREATE ... IF NOT EXISTS`.
+Steps: the accounts table (memory.users); when SMOKE_USERNAME/SMOKE_PASSWORD are given, the password
+account the PostSync smoke test logs in with (created, or its password reset); Chainlit's chat-history
+tables (chainlit_app.persistence); LangGraph's PostgreSQL store (memory) and checkpointer (conversation
+state). Settings come from the environment through core.settings, as in the app.
 Exit status 0 when every schema is in place, 1 with the reason otherwise.
 """
 
@@ -28,6 +28,7 @@ async def migrate() -> list[str]:
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
     from langgraph.store.postgres.aio import AsyncPostgresStore
 
+    from chainlit_app.persistence import ensure_schema, history_url
     from memory.factory import store_location
     from memory.users import UserStore
 
@@ -42,6 +43,8 @@ async def migrate() -> list[str]:
             done.append("smoke-test account")
     finally:
         await users.aclose()
+    await ensure_schema(history_url(settings))
+    done.append("chat history")
     location = store_location(settings)
     if location.backend == "postgres":
         async with AsyncPostgresStore.from_conn_string(location.target) as store:

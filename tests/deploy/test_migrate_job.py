@@ -7,6 +7,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -33,7 +34,7 @@ def scratch_db() -> Iterator[str]:
         admin.close()
 
 
-def _run(url: str | None, **extra: str) -> subprocess.CompletedProcess[str]:
+def _run(url: str | None, cwd: Path = Path("/tmp"), **extra: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ENSEMBLE_", "SMOKE_"))}
     env.update(extra)
     env["PYTHONPATH"] = str(REPO)
@@ -42,25 +43,32 @@ def _run(url: str | None, **extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, str(REPO / "deploy" / "migrate.py")],
         env=env,
-        cwd="/tmp",
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=120,
     )
 
 
-def test_migration_creates_every_schema_and_the_smoke_account_idempotently(scratch_db: str) -> None:
+def test_migration_creates_every_schema_and_the_smoke_account_idempotently(
+    scratch_db: str, tmp_path: Path
+) -> None:
     # every sync runs it again; the second run also resets the smoke-test account's password
     for password in ("first-password-1", "second-password-2"):
-        proc = _run(scratch_db, SMOKE_USERNAME="smoke-test", SMOKE_PASSWORD=password)
+        # in its own directory: importing Chainlit writes a .chainlit/ config where it runs
+        proc = _run(scratch_db, tmp_path, SMOKE_USERNAME="smoke-test", SMOKE_PASSWORD=password)
         assert proc.returncode == 0, proc.stderr
-        assert "schemas ready: accounts table, smoke-test account, memory store, checkpoints" in proc.stderr
+        assert (
+            "schemas ready: accounts table, smoke-test account, chat history, memory store, checkpoints"
+            in proc.stderr
+        )
     with psycopg.connect(scratch_db) as conn:
         tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
         accounts = conn.execute(
             "SELECT count(*) FROM ensemble_users WHERE identifier = 'smoke-test'"
         ).fetchone()
     assert {"ensemble_users", "store", "checkpoints", "checkpoint_writes", "checkpoint_blobs"} <= tables
+    assert {"users", "threads", "steps", "elements", "feedbacks"} <= tables, "Chainlit's history tables"
     assert accounts == (1,)
     check = (
         "import asyncio, sys\n"
