@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 import pkgutil
 import time
 from collections.abc import Callable, Sequence
@@ -100,6 +101,7 @@ class Outcome:
     error: str | None
     seconds: float
     requests: list[str]
+    invalid: list[str] = field(default_factory=list)  # why rejected attempts were rejected (router's log)
 
     @property
     def valid_first(self) -> bool:
@@ -117,6 +119,17 @@ class Outcome:
 Progress = Callable[[str, Outcome], None]
 
 
+class _Rejections(logging.Handler):
+    """Collects the router's warnings about decisions it rejected (one run at a time)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.reasons: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.reasons.append(record.getMessage())
+
+
 async def decide_one(
     router: Router,
     item: Item,
@@ -127,13 +140,21 @@ async def decide_one(
 ) -> Outcome:
     """The router's decision on `item`; a failing or slow model server is recorded, not raised."""
     history = messages_for(item, refs, settings.history_messages)
+    rejected = _Rejections()
+    router_log = logging.getLogger(Router.__module__)
+    router_log.addHandler(rejected)
     started = time.perf_counter()
     try:
         decision = await asyncio.wait_for(router.decide(history, specs, item.text), per_decision)
     except Exception as exc:
         seconds = time.perf_counter() - started
         error = f"{type(exc).__name__}: {exc}"[:300]
-        return Outcome(item.id, item.category, sorted(item.expect), [], False, 0, False, error, seconds, [])
+        expected = sorted(item.expect)
+        return Outcome(
+            item.id, item.category, expected, [], False, 0, False, error, seconds, [], rejected.reasons
+        )
+    finally:
+        router_log.removeHandler(rejected)
     seconds = time.perf_counter() - started
     chosen = sorted({task.specialist for task in decision.tasks})
     correct = not decision.fell_back and item.accepts(frozenset(chosen))
@@ -148,6 +169,7 @@ async def decide_one(
         None,
         seconds,
         [task.request for task in decision.tasks],
+        rejected.reasons,
     )
 
 

@@ -119,7 +119,7 @@ async def test_scripted_garbage_model_has_no_valid_decisions(tmp_path: Path) -> 
     matrix = report["variants"]["default"]["summary"]["confusion"]
     assert sum(counts[INVALID] for counts in matrix.values()) >= len(items)
     assert all(
-        o["attempts"] == 2 and o["fell_back"] and not o["valid_first"]
+        o["attempts"] == 2 and o["fell_back"] and not o["valid_first"] and len(o["invalid"]) == 2
         for o in report["variants"]["default"]["items"]
     )
 
@@ -150,6 +150,7 @@ async def test_scripted_tool_calls_retries_and_server_errors(tmp_path: Path) -> 
     assert outcomes["multi-01"]["chosen"] == ["code", "search"] and outcomes["multi-01"]["hops"] == 2
     assert outcomes["answer-03"]["correct"] and outcomes["answer-03"]["attempts"] == 2
     assert not outcomes["answer-03"]["valid_first"]
+    assert "unknown specialist 'weather'" in outcomes["answer-03"]["invalid"][0]
     assert outcomes["image-01"]["error"].startswith("RuntimeError") and not outcomes["image-01"]["correct"]
     overall = report["variants"]["default"]["summary"]["overall"]
     assert (overall["accuracy"], overall["valid_rate"], overall["retried"], overall["errors"]) == (
