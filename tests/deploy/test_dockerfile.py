@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import shlex
+import tomllib
 from pathlib import Path
 
 import yaml
@@ -111,3 +112,14 @@ def test_torchserve_handler_reads_the_weights_where_the_chart_mounts_them(render
         mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "model-cache")
         cache_name = pod["initContainers"][0]["args"][0]
         assert config["handler"]["model_path"] == f"{mount['mountPath']}/{cache_name}", env
+
+
+def test_the_build_stage_copies_every_package_the_project_installs() -> None:
+    """`pip install .` in the image only sees what the build stage copied: a new top-level package in
+    pyproject.toml must be copied too, or the image silently ships without it."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())
+    packages = {p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]}
+    build = _stages()[0]
+    copied = {shlex.split(v)[0].rstrip("/") for k, v in build if k == "COPY" and "--from=" not in v}
+    assert packages <= copied, f"not copied into the build stage: {sorted(packages - copied)}"
+    assert {"pyproject.toml"} <= {p for v in (v for k, v in build if k == "COPY") for p in shlex.split(v)}
