@@ -47,6 +47,8 @@ def test_weights_come_from_the_s3_mirror_through_the_cache(server: Rendered) -> 
     pod = _pod(server)
     init = {c["name"]: c for c in pod["initContainers"]}["weights"]
     assert init["command"] == ["/bin/bash", "/scripts/fill-cache.sh"]
+    init_env = {e["name"]: e["value"] for e in init["env"]}
+    assert init_env["AWS_REGION"], "pods have no instance metadata to find the region (IMDS hop limit 1)"
     uris = init["args"][1::2]
     assert uris and all(u.startswith(f"s3://ensemble-{server.env}-model-weights-") for u in uris)
     server_c = pod["containers"][0]
