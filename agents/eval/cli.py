@@ -117,6 +117,16 @@ async def _run(args: argparse.Namespace) -> int:
     def checkpoint(report: dict[str, Any]) -> None:
         write_json(report, args.json)
 
+    partial = args.json.with_suffix(".partial.jsonl")  # every decision as it is made, for long runs
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    partial.write_text("", encoding="utf-8")
+
+    def progress(variant: str, outcome: Outcome) -> None:
+        with partial.open("a", encoding="utf-8") as out:
+            out.write(json.dumps({"variant": variant, **outcome.as_dict()}) + "\n")
+        if not args.quiet:
+            _progress(variant, outcome)
+
     async with contextlib.AsyncExitStack() as stack:
         if settings.local_llm_active and client.endpoint.base_url == settings.local_llm.base_url:
             print(f"Starting the embedded model server at {settings.local_llm.base_url} ...", file=sys.stderr)
@@ -131,7 +141,7 @@ async def _run(args: argparse.Namespace) -> int:
             dataset=_shown(args.dataset),
             from_packages=from_packages,
             per_decision=args.timeout,
-            progress=None if args.quiet else _progress,
+            progress=progress,
             on_variant=checkpoint,
         )
     write_json(report, args.json)
