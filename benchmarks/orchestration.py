@@ -80,17 +80,18 @@ async def one_turn(service: EnsembleService, http: httpx.AsyncClient, base_url: 
     }
 
 
-async def run_kind(service: EnsembleService, http: httpx.AsyncClient, base_url: str, mode: str, kind: str,
-                   turns: int, warmup: int, ttft: float) -> list[dict[str, Any]]:
-    template = DIRECT if kind == "direct" else DELEGATED
-    rows = []
+async def run_turns(service: EnsembleService, http: httpx.AsyncClient, base_url: str, mode: str, turns: int,
+                    warmup: int, ttft: float) -> dict[str, list[dict[str, Any]]]:
+    """Direct and delegated turns interleaved (so that both see the same machine), after warm-up turns."""
+    rows: dict[str, list[dict[str, Any]]] = {"direct": [], "delegated": []}
     for i in range(warmup + turns):
-        thread = f"{mode}-{kind}-{i // TURNS_PER_THREAD}"
-        row = await one_turn(service, http, base_url, thread, template.format(tag=f"{kind}{i}"), ttft)
-        if row["outcome"] != "ok":
-            raise RuntimeError(f"{mode}/{kind} turn {i}: {row['outcome']}")
-        if i >= warmup:
-            rows.append(row)
+        for kind, template in (("direct", DIRECT), ("delegated", DELEGATED)):
+            thread = f"{mode}-{kind}-{i // TURNS_PER_THREAD}"
+            row = await one_turn(service, http, base_url, thread, template.format(tag=f"{kind}{i}"), ttft)
+            if row["outcome"] != "ok":
+                raise RuntimeError(f"{mode}/{kind} turn {i}: {row['outcome']}")
+            if i >= warmup:
+                rows[kind].append(row)
     return rows
 
 
@@ -102,13 +103,14 @@ async def measure_mode(base_url: str, http: httpx.AsyncClient, mode: str, memory
     with tempfile.TemporaryDirectory(prefix="ensemble-bench-") as tmp:
         service = await EnsembleService.start(settings_for(base_url, mode, Path(tmp), memory))
         try:
-            for kind in ("direct", "delegated"):
-                await fixture_reset(base_url, http)
-                if profiler is not None:
-                    profiler.start()
-                rows = await run_kind(service, http, base_url, mode, kind, args.turns, args.warmup, args.ttft)
-                if profiler is not None:
-                    profiler.stop()
+            await asyncio.sleep(args.settle)  # let startup's background work (model loads, Milvus Lite) finish
+            await fixture_reset(base_url, http)
+            if profiler is not None:
+                profiler.start()
+            by_kind = await run_turns(service, http, base_url, mode, args.turns, args.warmup, args.ttft)
+            if profiler is not None:
+                profiler.stop()
+            for kind, rows in by_kind.items():
                 runs[f"{variant}/{kind}"] = {
                     key: summary([r[key] for r in rows if r[key] is not None])
                     for key in ("framework_ms", "framework_vs_served_ms", "added_ttft_ms", "wall_ms", "cpu_ms")
@@ -145,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--turns", type=int, default=100, help="measured turns per mode and kind")
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--settle", type=float, default=5.0, help="seconds to wait after the service starts")
     parser.add_argument("--ttft", type=float, default=0.05)
     parser.add_argument("--tokens", type=int, default=40)
     parser.add_argument("--token-delay", type=float, default=0.005)
