@@ -4,7 +4,7 @@
 turn into facts for it; `UserStore` (memory.users) keeps the accounts. Nothing runs at import.
 """
 
-from memory.embeddings import Embedder, SentenceTransformerEmbedder
+from memory.embeddings import Embedder, SentenceTransformerEmbedder, as_memory_embedder
 from memory.extraction import extract_facts
 from memory.factory import MemoryUnavailable, open_memory_service
 from memory.ids import InvalidUserId, memory_namespace, validate_user_id
@@ -21,6 +21,7 @@ __all__ = [
     "MemoryUnavailable",
     "Remembered",
     "SentenceTransformerEmbedder",
+    "as_memory_embedder",
     "extract_facts",
     "format_memories",
     "memory_namespace",

@@ -105,6 +105,41 @@ async def local_embedder(settings: Settings) -> Embedder:
     return await SentenceTransformerEmbedder.load(settings.memory.embedding_model_path)
 
 
+class _Renamed:
+    """An embedder that says `dimension`/`model_name` (e.g. the documents room's) seen as an `Embedder`."""
+
+    def __init__(self, inner: Any, dims: int, name: str) -> None:
+        self._inner = inner
+        self._dims = dims
+        self._name = name
+
+    @property
+    def dims(self) -> int:
+        return self._dims
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        return list(await self._inner.embed(texts))
+
+
+def as_memory_embedder(embedder: object) -> Embedder:
+    """`embedder` as memory's `Embedder`: as is, or adapted from `dimension` + `model_name` + `embed`.
+
+    Lets startup hand memory the embedder the documents room already built (TEI, OpenAI or local)
+    instead of loading a second model; the caller keeps owning (and closing) it.
+    """
+    if isinstance(embedder, Embedder):
+        return embedder
+    dims = getattr(embedder, "dimension", None)
+    embed = getattr(embedder, "embed", None)
+    if not isinstance(dims, int) or dims <= 0 or not callable(embed):
+        raise TypeError(f"{type(embedder).__name__} is not an embedder (needs dimension and async embed)")
+    return _Renamed(embedder, dims, str(getattr(embedder, "model_name", "") or type(embedder).__name__))
+
+
 class LangChainEmbeddings(Embeddings):
     """An `Embedder` seen as LangChain `Embeddings`, which is what LangGraph stores take for `index.embed`."""
 

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
+from core.settings import MemorySettings, Settings
+from memory.embeddings import Embedder, as_memory_embedder
+from memory.factory import open_memory_service
 from memory.ids import InvalidUserId
 from memory.records import Fact
 from memory.service import MemoryService
@@ -281,5 +286,36 @@ async def test_memories_from_a_keyword_only_run_become_semantic(backend) -> None
         assert [m.text for m in await service.recall("mo.", "what is my pet's name?", k=5)] == [
             "The user has a cat called Tom."
         ]
+    finally:
+        await service.aclose()
+
+
+class _DocumentsStyleEmbedder:
+    """Shaped like the documents room's embedders (`dimension`, `model_name`), over the real model."""
+
+    def __init__(self, inner: Embedder) -> None:
+        self._inner = inner
+        self.dimension = inner.dims
+        self.model_name = "documents/all-MiniLM-L6-v2"
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        return await self._inner.embed(texts)
+
+
+async def test_another_rooms_embedder_can_serve_memory(tmp_path: Path, embedder: Embedder) -> None:
+    settings = Settings(  # type: ignore[call-arg]
+        data_dir=tmp_path, memory=MemorySettings(vector="scan"), _env_file=None
+    )
+    shared = as_memory_embedder(_DocumentsStyleEmbedder(embedder))
+    assert shared.dims == 384 and shared.name == "documents/all-MiniLM-L6-v2"
+    assert as_memory_embedder(embedder) is embedder
+    with pytest.raises(TypeError):
+        as_memory_embedder(object())
+    service = await open_memory_service(settings, embedder=shared)
+    assert service is not None and service.mode == "scan"
+    try:
+        await service.remember("nia", ["The user has a dog called Rex.", "The user works as a nurse."])
+        (found,) = await service.recall("nia", "what is my pet's name?", k=1)
+        assert found.text == "The user has a dog called Rex."
     finally:
         await service.aclose()
