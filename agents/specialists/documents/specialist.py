@@ -28,7 +28,9 @@ ALL_DOCUMENTS = re.compile(
     r"(documents|files|chats)\b|\bother\s+chats?\b",
     re.I,
 )
-LIST = re.compile(r"^\s*(/docs\s*$|(/docs\s+)?(list|show)\b.*\b(documents?|files?|uploads?)\b|/docs\s+list\b)", re.I)
+LIST = re.compile(
+    r"^\s*(/docs\s*$|(/docs\s+)?(list|show)\b.*\b(documents?|files?|uploads?)\b|/docs\s+list\b|(list|show)\s*$)", re.I
+)
 DELETE = re.compile(r"^\s*(/docs\s+)?(delete|remove)\s+(the\s+)?(document|file)?\s*[“\"']?(?P<name>[^“”\"']+?)"
                     r"[”\"']?\s*$", re.I)
 MARKER_GROUP = re.compile(r"\[(\d{1,3}(?:\s*,\s*\d{1,3})+)\]")
@@ -77,6 +79,9 @@ class DocumentsSpecialist:
                 raise
             return SpecialistResult(content=reason, error=True)
         text, artifacts = cite("".join(parts).strip(), hits)
+        if not artifacts and text:
+            # The model cited nothing (small models often don't): name the passage the answer draws on most.
+            text, artifacts = cite(f"{text} [{closest_passage(text, hits)}]", hits)
         return SpecialistResult(content=text, artifacts=artifacts)
 
     async def _nothing_found(self, ctx: TurnContext, everywhere: bool) -> SpecialistResult:
@@ -141,6 +146,16 @@ def cite(text: str, hits: list[SearchHit]) -> tuple[str, tuple[Artifact, ...]]:
 
     text = MARKER.sub(keep, text)
     return text, tuple(source_artifact(n, hits[n - 1]) for n in sorted(cited))
+
+
+WORD = re.compile(r"[a-z0-9]{4,}")
+
+
+def closest_passage(answer: str, hits: list[SearchHit]) -> int:
+    """The 1-based number of the retrieved passage sharing the most words with `answer` (ties: best ranked)."""
+    words = set(WORD.findall(answer.lower()))
+    overlaps = [len(words & set(WORD.findall(hit.text.lower()))) for hit in hits]
+    return max(range(len(hits)), key=lambda i: (overlaps[i], -i)) + 1
 
 
 def source_artifact(n: int, hit: SearchHit) -> Artifact:

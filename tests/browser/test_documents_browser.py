@@ -1,0 +1,53 @@
+"""A user uploads a PDF and a DOCX in the chat, asks, and gets an answer citing the right file and page."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.browser.conftest import RunningApp, last_answer, login, send
+from tests.rag.conftest import make_docx, make_pdf
+
+pytestmark = [pytest.mark.browser, pytest.mark.llm]
+
+FILLER = ("The committee met in the spring and reviewed the general budget, the building plans and the "
+          "schedule of the annual garden fair. Minutes were taken and approved without changes.")
+
+
+def test_upload_pdf_and_docx_then_answer_cites_file_and_page(
+    app: RunningApp, browser: Any, tmp_path: Path, artifacts_dir: Path
+) -> None:
+    pdf = make_pdf(tmp_path / "harbour-report.pdf", [
+        ("Introduction", [FILLER]),
+        ("Lighthouse", ["The old lighthouse on Gull Point was repainted cobalt blue in 1987 by the harbour "
+                        "board, after a public vote.", FILLER]),
+        ("Closing", [FILLER]),
+    ])
+    docx = make_docx(tmp_path / "ferry-notes.docx", [
+        ("Schedule", [FILLER]),
+        ("Ferry", ["The night ferry Marisol leaves the north pier at 23:40 every Friday.", FILLER]),
+    ])
+    page = login(browser, app.url, "alice")
+    page.locator("#upload-button-input").set_input_files([str(pdf), str(docx)])
+    page.wait_for_timeout(1500)
+    send(page, "/docs What colour was the lighthouse on Gull Point painted?", timeout=240)
+    answer = last_answer(page)
+    body = page.locator("body").inner_text()
+    page.screenshot(path=str(artifacts_dir / "browser-documents.png"), full_page=True)
+
+    # both files were read, each as a visible step with its progress
+    assert "Reading harbour-report.pdf" in body and "Reading ferry-notes.docx" in body
+    # the answer cites the PDF's second page
+    assert re.search(r"\[\d+\] harbour-report\.pdf, pp?\. ?(\d+–)?2\b", answer, re.I), answer
+    # the cited passage opens from the answer (a side element named after the citation)
+    page.get_by_text(re.compile(r"\[\d+\] harbour-report\.pdf", re.I)).last.click()
+    page.wait_for_timeout(800)
+    assert "cobalt blue" in page.locator("body").inner_text()
+    page.screenshot(path=str(artifacts_dir / "browser-documents-source.png"), full_page=True)
+
+    send(page, "/docs When does the night ferry leave?", timeout=240)
+    assert re.search(r"\[\d+\] ferry-notes\.docx, pp?\. ?(\d+–)?2\b", last_answer(page), re.I), last_answer(page)
+    page.context.close()
