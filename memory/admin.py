@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from core.settings import Settings
+from memory.factory import open_memory_service
 from memory.users import UserError, UserStore, users_database_url
 
 
@@ -24,8 +25,9 @@ def _parser() -> argparse.ArgumentParser:
     password.add_argument("name")
     password.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     commands.add_parser("list-users", help="list accounts")
-    remove = commands.add_parser("delete-user", help="delete a password account")
+    remove = commands.add_parser("delete-user", help="delete a password account and its memories")
     remove.add_argument("name")
+    remove.add_argument("--keep-memories", action="store_true", help="keep the user's long-term memories")
     return parser
 
 
@@ -57,10 +59,25 @@ async def _run(args: argparse.Namespace, settings: Settings, out: TextIO, stdin:
             deleted = await store.delete_user(args.name)
             if deleted is None:
                 raise UserError(f"no password account named {args.name!r}")
-            print(f"deleted user {deleted.identifier} (id {deleted.id})", file=out)
+            forgotten = ""
+            if not args.keep_memories:
+                forgotten = f" and {await _forget_memories(settings, deleted.id)} memories"
+            print(f"deleted user {deleted.identifier} (id {deleted.id}){forgotten}", file=out)
         return 0
     finally:
         await store.aclose()
+
+
+async def _forget_memories(settings: Settings, user_id: str) -> int:
+    """Erase a deleted account's long-term memories (opened without embeddings: nothing to recall)."""
+    quiet = settings.model_copy(update={"memory": settings.memory.model_copy(update={"vector": "off"})})
+    memory = await open_memory_service(quiet)
+    if memory is None:
+        return 0
+    try:
+        return await memory.forget_all(user_id)
+    finally:
+        await memory.aclose()
 
 
 def main(argv: Sequence[str] | None = None, *, settings: Settings | None = None) -> int:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import DateTime, String, Text, UniqueConstraint, delete, select
+from sqlalchemy import DateTime, String, Text, UniqueConstraint, delete, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -30,6 +30,7 @@ PASSWORD_PROVIDER = "password"
 MIN_PASSWORD_CHARS = 8
 MAX_PASSWORD_CHARS = 1024
 MAX_IDENTIFIER_CHARS = 320
+_FIRST_USER_LOCK_KEY = 0x656E7375  # an arbitrary constant naming "the first account" advisory lock
 
 
 class UserError(ValueError):
@@ -118,6 +119,7 @@ class UserStore:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._hasher = hasher or PasswordHasher()
         self._dummy_hash: str | None = None
+        self._first_user_lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, url: str, *, hasher: PasswordHasher | None = None) -> UserStore:
@@ -205,6 +207,35 @@ class UserStore:
         except UserError:
             return None
         return None if row is None else _user(row)
+
+    async def has_password_accounts(self) -> bool:
+        """Whether any password account exists (a fresh instance has none)."""
+        async with self._sessions() as session:
+            query = select(_UserRow.id).where(_UserRow.provider == PASSWORD_PROVIDER).limit(1)
+            return (await session.scalars(query)).first() is not None
+
+    async def create_first_user(self, identifier: str, password: str) -> User | None:
+        """Create this password account only if there is none yet (first login on a fresh instance).
+
+        Serialised within the process, and on PostgreSQL across replicas by an advisory lock, so two
+        simultaneous first logins cannot both become accounts.
+        """
+        async with self._first_user_lock:
+            if self._engine.dialect.name != "postgresql":
+                return await self._create_if_first(identifier, password)
+            key = {"key": _FIRST_USER_LOCK_KEY}
+            async with self._engine.connect() as conn:
+                await conn.execute(text("SELECT pg_advisory_lock(:key)"), key)
+                try:
+                    return await self._create_if_first(identifier, password)
+                finally:
+                    await conn.execute(text("SELECT pg_advisory_unlock(:key)"), key)
+                    await conn.commit()
+
+    async def _create_if_first(self, identifier: str, password: str) -> User | None:
+        if await self.has_password_accounts():
+            return None
+        return await self.create_user(identifier, password)
 
     async def list_users(self) -> list[User]:
         async with self._sessions() as session:

@@ -15,8 +15,9 @@ import pytest
 from argon2 import PasswordHasher
 from pydantic import SecretStr
 
-from core.settings import Settings
+from core.settings import MemorySettings, Settings
 from memory.admin import main as admin_main
+from memory.factory import open_memory_service
 from memory.users import UserError, UserExists, UserStore, async_sqlalchemy_url, users_database_url
 
 REPO = Path(__file__).resolve().parents[2]
@@ -110,6 +111,24 @@ async def test_outdated_hashes_are_upgraded_on_login(users: UserStore, tmp_path:
     assert after is not None and after.password_hash is not None and "m=1024" in after.password_hash
 
 
+async def test_only_the_first_login_creates_an_account(
+    users: UserStore, request: pytest.FixtureRequest
+) -> None:
+    await users.ensure_external("header", "proxy-user@example.com")  # external logins do not count
+    assert not await users.has_password_accounts()
+    stores = [users]
+    if "postgres" in request.node.name:  # another replica: its own process lock, the same database
+        stores.append(UserStore(users._engine, hasher=FAST))
+    created = await asyncio.gather(
+        *(stores[n % len(stores)].create_first_user(f"first{n}", "first password") for n in range(4))
+    )
+    winners = [user for user in created if user is not None]
+    assert len(winners) == 1
+    assert await users.has_password_accounts()
+    assert await users.create_first_user("late", "late password") is None
+    assert await users.verify_password(winners[0].identifier, "first password") == winners[0]
+
+
 def test_database_urls() -> None:
     assert async_sqlalchemy_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
     assert async_sqlalchemy_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
@@ -144,6 +163,38 @@ def test_admin_create_user_in_process(
     asyncio.run(check())
 
 
+def test_admin_delete_user_erases_their_memories(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    settings = Settings(data_dir=tmp_path, memory=MemorySettings(vector="off"), _env_file=None)  # type: ignore[call-arg]
+
+    async def setup() -> tuple[str, str]:
+        store = await UserStore.from_settings(settings)
+        memory = await open_memory_service(settings)
+        assert memory is not None
+        try:
+            leo = await store.create_user("leo", "leo's password")
+            mia = await store.create_user("mia", "mia's password")
+            await memory.remember(leo.id, ["The user likes chess.", "The user lives in Oslo."])
+            await memory.remember(mia.id, ["The user likes go."])
+            return leo.id, mia.id
+        finally:
+            await memory.aclose()
+            await store.aclose()
+
+    leo_id, mia_id = asyncio.run(setup())
+    assert admin_main(["delete-user", "leo"], settings=settings) == 0
+    assert capsys.readouterr().out.strip() == f"deleted user leo (id {leo_id}) and 2 memories"
+
+    async def remaining() -> tuple[int, int]:
+        memory = await open_memory_service(settings)
+        assert memory is not None
+        try:
+            return len(await memory.list(leo_id)), len(await memory.list(mia_id))
+        finally:
+            await memory.aclose()
+
+    assert asyncio.run(remaining()) == (0, 1)
+
+
 def test_admin_console_command_end_to_end(tmp_path: Path) -> None:
     """`python -m memory.admin` as an operator runs it: settings from ENSEMBLE_* env, password on stdin."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENSEMBLE_")}
@@ -172,6 +223,7 @@ def test_admin_console_command_end_to_end(tmp_path: Path) -> None:
     assert run("delete-user", "nobody").returncode == 1
     deleted = run("delete-user", "kate@example.com")
     assert deleted.returncode == 0 and "deleted user kate@example.com" in deleted.stdout
+    assert deleted.stdout.rstrip().endswith("and 0 memories")
     assert run("bogus-command").returncode == 2
 
 
