@@ -24,6 +24,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 PYTHON = sys.executable
+STARTED = (datetime.now(UTC).isoformat(timespec="seconds"), os.getloadavg())  # when this benchmark began
 LIBRARIES = ("chainlit", "langgraph", "langchain-core", "langchain-openai", "openai", "httpx", "python-socketio",
              "uvicorn", "aiohttp")
 
@@ -70,11 +71,11 @@ def machine() -> dict[str, Any]:
         with contextlib.suppress(metadata.PackageNotFoundError):
             versions[name] = metadata.version(name)
     return {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "date": STARTED[0],
         "nproc": os.cpu_count(),
         "cpu": cpu,
         "memory": mem,
-        "loadavg_at_start": os.getloadavg(),
+        "loadavg_at_start": STARTED[1],
         "python": platform.python_version(),
         "platform": platform.platform(),
         "versions": versions,
