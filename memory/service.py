@@ -37,6 +37,7 @@ _LOCK_STRIPES = 64
 # A fact whose key matches a memory's replaces it only if the two are at least this close in meaning
 # (or share a word): "name is Ana" → "name is Bea" is ~0.55; an unrelated text under a wrong key ~0.2.
 KEY_RELATED_SIMILARITY = 0.5
+REINDEX_STOP_TIMEOUT = 30.0  # seconds aclose() waits for a running reindex to reach a safe stop
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class MemoryService:
         self._embedder = embedder if mode == "scan" else None  # scan: vectors computed here
         self._model = embedder.name if embedder is not None and mode != "keyword" else None
         self._reindexing: asyncio.Task[int] | None = None
+        self._closing = asyncio.Event()
         self._stack = stack
         # Writes of one user are serialised (so dedupe sees the previous write); a fixed set of
         # striped locks keeps this bounded however many users there are.
@@ -108,11 +110,17 @@ class MemoryService:
 
     async def aclose(self) -> None:
         """Close the store's connections; the service is unusable afterwards."""
+        self._closing.set()
         if self._reindexing is not None:
-            self._reindexing.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._reindexing
-            self._reindexing = None
+            # Let reindex stop between two store operations: a store's batched op cancelled mid-query
+            # would keep a pooled connection checked out while the pool closes.
+            task, self._reindexing = self._reindexing, None
+            try:
+                await asyncio.wait_for(asyncio.shield(task), timeout=REINDEX_STOP_TIMEOUT)
+            except TimeoutError:
+                task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await task
         if self._stack is not None:
             stack, self._stack = self._stack, None
             await stack.aclose()
@@ -272,17 +280,18 @@ class MemoryService:
         if self._model is None:
             return 0
         done = offset = 0
-        while True:
+        while not self._closing.is_set():
             namespaces = await self._store.alist_namespaces(
                 prefix=(MEMORY_ROOT,), max_depth=2, limit=100, offset=offset
             )
             for namespace in namespaces:
                 user_id = user_id_from_namespace(namespace)
-                if user_id is not None:
+                if user_id is not None and not self._closing.is_set():
                     done += await self._reindex_user(user_id)
             if len(namespaces) < 100:
                 return done
             offset += len(namespaces)
+        return done
 
     async def _reindex_user(self, user_id: str) -> int:
         namespace = memory_namespace(user_id)

@@ -129,8 +129,8 @@ async def backend(
     else:
         base = request.getfixturevalue("local_postgres" if kind == "postgres" else "pgvector_postgres")
         schema = f"ens_mem_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(base, autocommit=True) as conn:
-            conn.execute(f'CREATE SCHEMA "{schema}"')
+        async with await psycopg.AsyncConnection.connect(base, autocommit=True) as conn:
+            await conn.execute(f'CREATE SCHEMA "{schema}"')
         url = with_search_path(base, schema)
     settings = Settings(  # type: ignore[call-arg]
         data_dir=tmp_path,
@@ -138,9 +138,10 @@ async def backend(
         _env_file=None,
     )
     yield Backend(request.param, settings, embedder, expected)
-    if schema is not None:
-        with psycopg.connect(base, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    if schema is not None:  # async: a blocking call here would stall the loop the store still runs on
+        async with await psycopg.AsyncConnection.connect(base, autocommit=True) as conn:
+            await conn.execute("SET lock_timeout = '60s'")
+            await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 @pytest.fixture

@@ -319,3 +319,20 @@ async def test_another_rooms_embedder_can_serve_memory(tmp_path: Path, embedder:
         assert found.text == "The user has a dog called Rex."
     finally:
         await service.aclose()
+
+
+async def test_closing_during_a_reindex_stops_it_cleanly(backend) -> None:  # type: ignore[no-untyped-def]
+    """aclose() while older memories are being embedded: no hang, no connection left checked out."""
+    if backend.expected_mode == "keyword":
+        pytest.skip("this backend is keyword-only: nothing to embed")
+    plain = await backend.open(vector="off")
+    try:
+        for n in range(30):
+            facts = [f"The user's lucky number is {n}.", f"The user owns {n} books."]
+            await plain.remember(f"user-{n}", facts)
+    finally:
+        await plain.aclose()
+    service = await backend.open()
+    await asyncio.sleep(0.05)  # let the background reindex start
+    await asyncio.wait_for(service.aclose(), timeout=60)
+    # The schema drop in the fixture's teardown would block on a connection left mid-transaction.

@@ -32,15 +32,15 @@ async def users(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     else:
         base = request.getfixturevalue("local_postgres")
         schema = f"ens_users_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(base, autocommit=True) as conn:
-            conn.execute(f'CREATE SCHEMA "{schema}"')
+        async with await psycopg.AsyncConnection.connect(base, autocommit=True) as conn:
+            await conn.execute(f'CREATE SCHEMA "{schema}"')
         url = async_sqlalchemy_url(base) + f"?options=-csearch_path%3D{schema}"
     store = await UserStore.open(url, hasher=FAST)
     yield store
     await store.aclose()
     if schema is not None:
-        with psycopg.connect(base, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        async with await psycopg.AsyncConnection.connect(base, autocommit=True) as conn:
+            await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 async def test_create_and_verify(users: UserStore) -> None:
