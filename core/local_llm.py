@@ -72,6 +72,18 @@ async def is_serving(base_url: str, wait: float = 1.0) -> bool:
     return response.status_code == 200
 
 
+async def port_open(host: str, port: int) -> bool:
+    """Whether something accepts TCP connections on host:port."""
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout=2)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
+
+
 class LocalLLMServer:
     """Starts the embedded server (unless one already answers on its port) and stops what it started."""
 
@@ -85,9 +97,16 @@ class LocalLLMServer:
         return self._settings.base_url
 
     async def start(self) -> None:
-        if await is_serving(self.base_url):
-            log.info("local model server already running at %s", self.base_url)
-            return
+        if await port_open(self._settings.host, self._settings.port):
+            # Something listens already: a server started earlier (it may be busy generating, so
+            # give it time to answer) or another program (then say so).
+            if await is_serving(self.base_url, wait=self._settings.startup_timeout):
+                log.info("local model server already running at %s", self.base_url)
+                return
+            raise EnsembleError(
+                f"Port {self._settings.port} is taken by something that is not an OpenAI-compatible server; "
+                "set ENSEMBLE_LOCAL_LLM__PORT to a free port."
+            )
         command = server_command(self._settings)
         self._log_path.parent.mkdir(parents=True, exist_ok=True)
         with self._log_path.open("ab") as log_file:

@@ -67,7 +67,7 @@ def create_users(data: Path, env: dict[str, str]) -> None:
                        check=True, capture_output=True)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def app(local_llm: LocalLLMSettings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
     data = tmp_path_factory.mktemp("app-data")
     create_users(data, dict(os.environ))
@@ -76,7 +76,7 @@ def app(local_llm: LocalLLMSettings, tmp_path_factory: pytest.TempPathFactory) -
     running.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module")  # Playwright's sync API holds an event loop: close it before async tests run
 def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
