@@ -135,6 +135,7 @@ async def latency(service: DocumentService, store: MilvusStore, size: int, queri
         rows = filler_rows(owner, min(5000, size - start), store.dimension, seed=size + start)
         await asyncio.to_thread(store.insert, rows)
     insert_seconds = time.perf_counter() - started
+    print(f"inserted {size} chunks in {insert_seconds:.1f} s", flush=True)
     rng = random.Random(size)
     texts = [" ".join(rng.sample(VOCABULARY, 4)) for _ in range(queries)]
     vectors = await embedder.embed(texts)
@@ -161,9 +162,9 @@ async def latency(service: DocumentService, store: MilvusStore, size: int, queri
     return result
 
 
-async def run(sizes: list[int], queries: int) -> dict[str, Any]:
+async def run(sizes: list[int], queries: int, wait: float = 300) -> dict[str, Any]:
     configure_libraries()
-    load = wait_for_quiet(max_load=1.5, timeout=300)
+    load = wait_for_quiet(max_load=1.5, timeout=wait)
     out: dict[str, Any] = {"load_before": load}
     with tempfile.TemporaryDirectory(prefix="retrieval-bench-") as tmp:
         folder = Path(tmp)
@@ -175,11 +176,13 @@ async def run(sizes: list[int], queries: int) -> dict[str, Any]:
                                         embedder.dimension)
         service = DocumentService(settings, store, embedder, pool=pool)
         out["quality"] = await quality(service, folder)
+        print(f"quality: {out['quality']}", flush=True)
         out["latency"] = []
         total = 0
         for size in sorted(sizes):
             # a new owner with `size` chunks; earlier owners' chunks stay in the collection
             out["latency"].append(await latency(service, store, size, queries, embedder))
+            print(f"latency: {out['latency'][-1]}", flush=True)
             total += size
         out["collection_chunks"] = total + out["quality"]["documents"]
         pool.close()
@@ -203,8 +206,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--wait", type=float, default=300, help="seconds to wait for a quiet machine")
     args = parser.parse_args()
-    results = asyncio.run(run(args.sizes, args.queries))
+    results = asyncio.run(run(args.sizes, args.queries, args.wait))
     print(results["quality_table"])
     print(results["latency_table"])
     print(f"written: {write_results('retrieval_bench', results)}")
