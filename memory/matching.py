@@ -28,9 +28,9 @@ def terms(text: str) -> frozenset[str]:
     return frozenset(w for w in words if w and w not in STOPWORDS)
 
 
-def keyword_score(query: str, text: str) -> float:
-    """The share of the query's significant words found in `text` (0 when the query has none)."""
-    wanted = terms(query)
+def keyword_score(query: str | frozenset[str], text: str) -> float:
+    """The share of the query's significant words (or of these terms) found in `text`; 0 if none."""
+    wanted = terms(query) if isinstance(query, str) else query
     if not wanted:
         return 0.0
     return len(wanted & terms(text)) / len(wanted)

@@ -43,7 +43,7 @@ REINDEX_STOP_TIMEOUT = 30.0  # seconds aclose() waits for a running reindex to r
 @dataclass(frozen=True)
 class _Stored:
     memory: Memory
-    vector: builtins.list[float] | None
+    vector: bytes | None  # unit-length float32, as packed in the value (scan mode)
 
 
 class MemoryService:
@@ -156,7 +156,8 @@ class MemoryService:
             return [s.memory for s in stored[:limit]]
         if self._mode == "scan":
             return [_scored(s.memory, score) for s, score in (await self._similar(query, stored))[:limit]]
-        scored = [(keyword_score(query, s.memory.text), s.memory) for s in stored]
+        wanted = terms(query)
+        scored = [(keyword_score(wanted, s.memory.text), s.memory) for s in stored]
         ranked = sorted(scored, key=lambda pair: (pair[0], pair[1].updated_at), reverse=True)
         hits = [_scored(m, score) for score, m in ranked if score]
         hit_ids = {m.id for m in hits}
@@ -172,8 +173,10 @@ class MemoryService:
         outcomes: builtins.list[Remembered] = []
         async with self._lock(user_id):
             stored = await self._load(namespace)
-            for fact in wanted:
-                vector = (await self._embedder.embed([fact.text]))[0] if self._embedder else None
+            vectors: builtins.list[builtins.list[float] | None] = [None] * len(wanted)
+            if self._embedder is not None and wanted:
+                vectors = builtins.list(await self._embedder.embed([fact.text for fact in wanted]))
+            for fact, vector in zip(wanted, vectors, strict=True):
                 previous = await self._duplicate_of(namespace, fact, vector, stored)
                 now = datetime.now(UTC)
                 memory_id = previous.id if previous is not None else uuid.uuid4().hex
@@ -188,7 +191,8 @@ class MemoryService:
                 self._mark_embedded(value, vector)
                 await self._store.aput(namespace, memory_id, value)
                 memory = Memory.from_value(memory_id, value, created, now, None)
-                stored = [_Stored(memory, vector)] + [s for s in stored if s.memory.id != memory_id]
+                packed = None if vector is None else _unit_bytes(vector)
+                stored = [_Stored(memory, packed)] + [s for s in stored if s.memory.id != memory_id]
                 outcomes.append(Remembered(memory, previous))
             await self._evict_oldest(namespace, [s.memory for s in stored])
         return outcomes
@@ -359,7 +363,8 @@ class MemoryService:
         missing = [s.memory.text for s in stored if s.vector is None]
         fresh = iter(await self._embedder.embed(missing)) if missing else iter(())
         query_vector = (await self._embedder.embed([query]))[0]
-        scored = [(s, _cosine(query_vector, next(fresh) if s.vector is None else s.vector)) for s in stored]
+        rows = [_unit_bytes(next(fresh)) if s.vector is None else s.vector for s in stored]
+        scored = zip(stored, _dot_scores(query_vector, rows), strict=True)
         return sorted(scored, key=lambda pair: pair[1], reverse=True)
 
     async def _duplicate_of(
@@ -406,7 +411,9 @@ class MemoryService:
             items = await self._store.asearch(namespace, query=text, limit=min(len(stored), 20))
             return {i.key: i.score for i in items if tuple(i.namespace) == namespace and i.score is not None}
         if self._mode == "scan" and vector is not None:
-            return {s.memory.id: _cosine(vector, s.vector) for s in stored if s.vector is not None}
+            embedded = [s for s in stored if s.vector is not None]
+            rows = [s.vector for s in embedded if s.vector is not None]
+            return {s.memory.id: score for s, score in zip(embedded, _dot_scores(vector, rows), strict=True)}
         return {}
 
     async def _resolve(self, user_id: str, memory_ref: str) -> Memory | None:
@@ -464,24 +471,39 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
+def _unit(vector: Sequence[float]) -> builtins.list[float]:
+    norm = math.sqrt(sum(map(operator.mul, vector, vector)))
+    return [x / norm for x in vector] if norm else [0.0 for _ in vector]
+
+
+def _unit_bytes(vector: Sequence[float]) -> bytes:
+    """A vector scaled to unit length as float32 bytes: cosine similarity is then a dot product."""
+    return array.array("f", _unit(vector)).tobytes()
+
+
 def _pack(vector: Sequence[float]) -> str:
-    return base64.b64encode(array.array("f", vector).tobytes()).decode("ascii")
+    return base64.b64encode(_unit_bytes(vector)).decode("ascii")
 
 
-def _unpack(packed: object) -> builtins.list[float] | None:
+def _unpack(packed: object) -> bytes | None:
     if not isinstance(packed, str):
         return None
     try:
-        values = array.array("f")
-        values.frombytes(base64.b64decode(packed, validate=True))
+        raw = base64.b64decode(packed, validate=True)
     except ValueError:
         return None
-    return values.tolist()
+    return raw if raw and len(raw) % 4 == 0 else None
 
 
-def _cosine(a: Sequence[float], b: Sequence[float]) -> float:
-    if len(a) != len(b) or not a:
-        return 0.0
-    dot = sum(map(operator.mul, a, b))
-    norm = math.sqrt(sum(map(operator.mul, a, a))) * math.sqrt(sum(map(operator.mul, b, b)))
-    return dot / norm if norm else 0.0
+def _dot_scores(query: Sequence[float], rows: Sequence[bytes]) -> builtins.list[float]:
+    """Cosine similarity of `query` to each unit-length float32 row (0 for a row of other dimensions)."""
+    if not rows:
+        return []
+    unit = _unit(query)
+    width = 4 * len(unit)
+    try:
+        import numpy as np
+    except ImportError:  # numpy comes with pymilvus and sentence-transformers; plain Python otherwise
+        return [sum(map(operator.mul, unit, array.array("f", row))) if len(row) == width else 0.0 for row in rows]
+    matrix = np.frombuffer(b"".join(r if len(r) == width else bytes(width) for r in rows), dtype=np.float32)
+    return [float(x) for x in matrix.reshape(len(rows), len(unit)) @ np.asarray(unit, dtype=np.float32)]
