@@ -34,9 +34,10 @@ def register(settings: AuthSettings, users: UserStore) -> None:
         async def password_login(username: str, password: str) -> cl.User | None:
             try:
                 user = await users.verify_password(username, password)
-                if user is None and settings.first_login_creates_account and not await users.list_users():
-                    user = await users.create_user(username, password)
-                    log.info("first login created the account %r", user.identifier)
+                if user is None and settings.first_login_creates_account:
+                    user = await users.create_first_user(username, password)
+                    if user is not None:
+                        log.info("first login created the account %r", user.identifier)
             except UserError as exc:
                 log.info("login refused: %s", exc)
                 return None

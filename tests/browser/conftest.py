@@ -97,7 +97,22 @@ def login(browser: Any, url: str, user: str) -> Any:
     page.locator("#password").fill(USERS[user])
     page.get_by_role("button", name="Sign In").click()
     page.locator("#chat-input").wait_for(timeout=30_000)
+    page.wait_for_load_state("networkidle")  # the socket session exists (uploads need it)
     return page
+
+
+def attach(page: Any, files: list[Path]) -> None:
+    """Attach files in the composer and wait until each one finished uploading."""
+    page.locator("#upload-button-input").set_input_files([str(f) for f in files])
+    attachments = page.locator("#attachments")
+    for file in files:
+        attachments.get_by_text(file.name).first.wait_for(timeout=30_000)
+    page.wait_for_function(
+        "() => !document.querySelector('#attachments [role=progressbar], #attachments .animate-spin')",
+        timeout=60_000,
+    )
+    failed = page.get_by_text("Failed to upload")
+    assert failed.count() == 0, failed.first.inner_text()
 
 
 def send(page: Any, text: str, timeout: float = 120) -> list[int]:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import RunningApp, last_answer, login, send
+from tests.browser.conftest import RunningApp, attach, last_answer, login, send
 from tests.rag.conftest import make_docx, make_pdf
 
 pytestmark = [pytest.mark.browser, pytest.mark.llm]
@@ -31,8 +31,7 @@ def test_upload_pdf_and_docx_then_answer_cites_file_and_page(
         ("Ferry", ["The night ferry Marisol leaves the north pier at 23:40 every Friday.", FILLER]),
     ])
     page = login(browser, app.url, "alice")
-    page.locator("#upload-button-input").set_input_files([str(pdf), str(docx)])
-    page.wait_for_timeout(1500)
+    attach(page, [pdf, docx])
     send(page, "/docs What colour was the lighthouse on Gull Point painted?", timeout=240)
     answer = last_answer(page)
     body = page.locator("body").inner_text()
