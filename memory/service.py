@@ -148,14 +148,20 @@ class MemoryService:
         if limit <= 0:
             return []
         query = query.strip()
-        if self._mode == "index" and query:
-            items = await self._store.asearch(namespace, query=query, limit=limit)
-            return [_to_memory(item, item.score) for item in items if tuple(item.namespace) == namespace]
-        stored = await self._load(namespace)
-        if not query:
-            return [s.memory for s in stored[:limit]]
-        if self._mode == "scan":
-            return [_scored(s.memory, score) for s, score in (await self._similar(query, stored))[:limit]]
+        try:
+            if self._mode == "index" and query:
+                items = await self._store.asearch(namespace, query=query, limit=limit)
+                return [_to_memory(item, item.score) for item in items if tuple(item.namespace) == namespace]
+            stored = await self._load(namespace)
+            if not query:
+                return [s.memory for s in stored[:limit]]
+            if self._mode == "scan":
+                return [_scored(s.memory, score) for s, score in (await self._similar(query, stored))[:limit]]
+        except Exception as exc:  # most likely the embedder (model or server); a store failure recurs below
+            if self._mode == "keyword":
+                raise
+            log.warning("memory: semantic recall failed (%s: %s); using keywords", type(exc).__name__, exc)
+            stored = await self._load(namespace)
         wanted = terms(query)
         scored = [(keyword_score(wanted, s.memory.text), s.memory) for s in stored]
         ranked = sorted(scored, key=lambda pair: (pair[0], pair[1].updated_at), reverse=True)
@@ -175,7 +181,10 @@ class MemoryService:
             stored = await self._load(namespace)
             vectors: builtins.list[builtins.list[float] | None] = [None] * len(wanted)
             if self._embedder is not None and wanted:
-                vectors = builtins.list(await self._embedder.embed([fact.text for fact in wanted]))
+                try:
+                    vectors = builtins.list(await self._embedder.embed([fact.text for fact in wanted]))
+                except Exception as exc:  # stored without vectors; the next start's reindex adds them
+                    log.warning("memory: embedding failed (%s: %s); no vectors", type(exc).__name__, exc)
             for fact, vector in zip(wanted, vectors, strict=True):
                 previous = await self._duplicate_of(namespace, fact, vector, stored)
                 now = datetime.now(UTC)
@@ -188,8 +197,7 @@ class MemoryService:
                     "created": created.isoformat(),
                     "updated": now.isoformat(),  # stores differ in timestamp precision (SQLite: seconds)
                 }
-                self._mark_embedded(value, vector)
-                await self._store.aput(namespace, memory_id, value)
+                await self._put(namespace, memory_id, value, vector)
                 memory = Memory.from_value(memory_id, value, created, now, None)
                 packed = None if vector is None else _unit_bytes(vector)
                 stored = [_Stored(memory, packed)] + [s for s in stored if s.memory.id != memory_id]
@@ -399,6 +407,25 @@ class MemoryService:
                 return next((s.memory for s in stored if s.memory.id == best_id), None)
         return None
 
+    async def _put(
+        self,
+        namespace: tuple[str, str],
+        memory_id: str,
+        value: dict[str, Any],
+        vector: builtins.list[float] | None,
+    ) -> None:
+        """Store a memory; if the index's embedder fails, store it unindexed (the next reindex embeds it)."""
+        if self._mode == "index":
+            try:
+                await self._store.aput(namespace, memory_id, {**value, "indexed_by": self._model})
+                return
+            except Exception as exc:  # most likely the embedder; a store failure recurs just below
+                log.warning("memory: indexing failed (%s: %s); storing unindexed", type(exc).__name__, exc)
+                await self._store.aput(namespace, memory_id, value, index=False)
+                return
+        self._mark_embedded(value, vector)
+        await self._store.aput(namespace, memory_id, value)
+
     async def _similarities(
         self,
         namespace: tuple[str, str],
@@ -408,7 +435,11 @@ class MemoryService:
     ) -> dict[str, float]:
         """Cosine similarity of `text` to the stored memories (the closest ones; none in keyword mode)."""
         if self._mode == "index":
-            items = await self._store.asearch(namespace, query=text, limit=min(len(stored), 20))
+            try:
+                items = await self._store.asearch(namespace, query=text, limit=min(len(stored), 20))
+            except Exception:
+                log.warning("memory: similarity search failed; deduplicating by words and keys only")
+                return {}
             return {i.key: i.score for i in items if tuple(i.namespace) == namespace and i.score is not None}
         if self._mode == "scan" and vector is not None:
             embedded = [s for s in stored if s.vector is not None]
@@ -504,6 +535,8 @@ def _dot_scores(query: Sequence[float], rows: Sequence[bytes]) -> builtins.list[
     try:
         import numpy as np
     except ImportError:  # numpy comes with pymilvus and sentence-transformers; plain Python otherwise
-        return [sum(map(operator.mul, unit, array.array("f", row))) if len(row) == width else 0.0 for row in rows]
+        return [
+            sum(map(operator.mul, unit, array.array("f", row))) if len(row) == width else 0.0 for row in rows
+        ]
     matrix = np.frombuffer(b"".join(r if len(r) == width else bytes(width) for r in rows), dtype=np.float32)
     return [float(x) for x in matrix.reshape(len(rows), len(unit)) @ np.asarray(unit, dtype=np.float32)]

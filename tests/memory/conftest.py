@@ -115,7 +115,12 @@ class Backend:
         return service
 
 
-@pytest.fixture(params=list(BACKENDS))
+@pytest.fixture(
+    params=[
+        pytest.param(name, marks=[pytest.mark.postgres] if BACKENDS[name][0] == "postgres" else [])
+        for name in BACKENDS
+    ]
+)
 async def backend(
     request: pytest.FixtureRequest, tmp_path: Path, embedder: Embedder
 ) -> AsyncIterator[Backend]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -336,3 +337,52 @@ async def test_closing_during_a_reindex_stops_it_cleanly(backend) -> None:  # ty
     await asyncio.sleep(0.05)  # let the background reindex start
     await asyncio.wait_for(service.aclose(), timeout=60)
     # The schema drop in the fixture's teardown would block on a connection left mid-transaction.
+
+
+class _FlakyEmbedder:
+    """The real model, until `down` is set: then it fails as an unreachable embedding server would."""
+
+    def __init__(self, inner: Embedder) -> None:
+        self._inner = inner
+        self.down = False
+
+    @property
+    def dims(self) -> int:
+        return self._inner.dims
+
+    @property
+    def name(self) -> str:
+        return self._inner.name
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        if self.down:
+            raise ConnectionError("embedding server unreachable")
+        return await self._inner.embed(texts)
+
+
+async def test_an_embedder_outage_degrades_to_keywords_and_loses_nothing(backend) -> None:  # type: ignore[no-untyped-def]
+    if backend.expected_mode == "keyword":
+        pytest.skip("this backend is keyword-only: no embedder to lose")
+    flaky = _FlakyEmbedder(backend.embedder)
+    backend = dataclasses.replace(backend, embedder=flaky)
+    service = await backend.open()
+    try:
+        await service.remember("oz", ["The user has a dog called Rex.", "The user works as a nurse."])
+        flaky.down = True
+        (outcome,) = await service.remember("oz", ["The user plays the banjo."])
+        assert not outcome.updated
+        assert [m.text for m in await service.recall("oz", "banjo", k=1)] == ["The user plays the banjo."]
+        assert len(await service.list("oz")) == 3
+        assert [m.text for m in await service.forget_matching("oz", "nurse")] == [
+            "The user works as a nurse."
+        ]
+    finally:
+        await service.aclose()
+    flaky.down = False
+    reopened = await backend.open()  # the memory stored during the outage gets its vector now
+    try:
+        assert await reopened.wait_for_reindex() >= 1
+        (found,) = await reopened.recall("oz", "which instrument do I play?", k=1)
+        assert found.text == "The user plays the banjo."
+    finally:
+        await reopened.aclose()

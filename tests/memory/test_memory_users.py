@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 FAST = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)  # tests only: keep hashing quick
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 async def users(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[UserStore]:
     schema = None
     if request.param == "sqlite":
