@@ -44,10 +44,12 @@ def load_table(data: dict[str, Any]) -> str:
 
 def memory_table(data: dict[str, Any]) -> str:
     cfg = data["config"]
-    rows = [[r["system"], r["sessions_connected"], r["rss_fresh_mb"], r["rss_idle_mb"], r["idle_kib_per_session"],
+    rows = [[r["system"], f"{r['sessions_connected']} ({r.get('sessions_still_connected', '?')})", r["rss_fresh_mb"],
+             r["rss_idle_mb"], r["idle_kib_per_session"],
              r["rss_after_turns_mb"], r["kib_per_active_session_after_turns"], r["rss_after_disconnect_mb"],
              r["probe_added_ttft_ms_with_all_connected"]] for r in data["runs"]]
-    return table(["system", "idle sessions", "RSS fresh MB", "RSS with all idle MB", "KiB per idle session",
+    return table(["system", "idle sessions (still connected)", "RSS fresh MB", "RSS with all idle MB",
+                  "KiB per idle session",
                   f"RSS after {cfg['turns']} turns x {cfg['active']} MB", "KiB per session after turns",
                   "RSS after disconnect MB", "probe added TTFT ms"], rows)
 
