@@ -66,7 +66,11 @@ def test_spec_routes_requests_without_a_model() -> None:
     assert SPEC.asks_for.search("What do you remember about me?")
     assert SPEC.asks_for.search("forget everything")
     assert SPEC.asks_for.search("please forget that I like Python")
+    assert SPEC.asks_for.search("Can you show me my memories?")
+    assert SPEC.asks_for.search("OK, delete all my memories")
     assert not SPEC.asks_for.search("write a python function that sorts a list")
+    assert not SPEC.asks_for.search("Don't forget that the list is sorted: write a binary search")
+    assert not SPEC.asks_for.search("how much memory does your GPU have?")
 
 
 @pytest.fixture

@@ -12,10 +12,14 @@ SPEC = SpecialistSpec(
     "'what do you remember about me?', 'remember that …', 'forget …', 'forget everything'.",
     enable_hint="set ENSEMBLE_MEMORY__ENABLED=true (it is on by default; if it is, the startup log "
     "says why the memory store could not open)",
+    # Routes directly (no model): commands at the start of a message, or plain questions about memory;
+    # "don't forget that the list is sorted" or "how much memory does your GPU have" stay with the model.
     asks_for=re.compile(
-        r"\bwhat\b.{0,40}\byou\b.{0,20}\b(remember|know)\b.{0,20}\babout me\b"
-        r"|\bforget\b.{0,30}\b(everything|all|my|that|about)\b"
-        r"|\bremember\s+that\b|\b(my|your)\s+memor(y|ies)\b",
+        r"^\s*(?:(?:please|ok(?:ay)?|hey|now|so|can you|could you|would you)[\s,]+)*"
+        r"(?:remember\s+that\b|forget\s+(?:everything|all\b|that\b|about\b|my\b)"
+        r"|(?:delete|erase|clear|wipe)\s+(?:all\s+(?:of\s+)?)?(?:my|your)\s+memor)"
+        r"|\bwhat\b.{0,40}\byou\b.{0,20}\b(?:remember|know)\b.{0,20}\babout\s+me\b"
+        r"|\b(?:show|list|see|view)\b.{0,15}\bmy\s+memor(?:y|ies)\b",
         re.I | re.S,
     ),
     build=build,
