@@ -204,7 +204,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                         logs / "ensemble.log"))
                 if "patched" in args.systems:
                     servers["patched"] = await stack.enter_async_context(chainlit_server(
-                        Path(args.patched_app), ensemble_env(fixture_url, Path(tmp) / "patched"), "/readyz",
+                        Path(args.patched_app or REPO / "chainlit_app" / "app.py"),
+                        {**ensemble_env(fixture_url, Path(tmp) / "patched"),
+                         **dict(e.split("=", 1) for e in args.patched_env)},
+                        "/readyz",
                         logs / "patched.log"))
                 if args.wait_quiet:
                     wait_for_quiet(1.5, args.wait_quiet)
@@ -272,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--token-delay", type=float, default=0.02)
     parser.add_argument("--ensemble-app", default=str(REPO / "chainlit_app" / "app.py"))
     parser.add_argument("--patched-app", help="system 'patched': a patched copy of chainlit_app/app.py")
+    parser.add_argument("--patched-env", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="system 'patched': extra environment (e.g. ENSEMBLE_MEMORY__ENABLED=false)")
     parser.add_argument("--wait-quiet", type=float, default=0, help="wait up to this many seconds for load <= 1.5")
     parser.add_argument("--py-spy", action="store_true", help="profile the servers in the last round")
     parser.add_argument("--name", default="chainlit_load")
