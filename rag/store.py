@@ -221,8 +221,10 @@ class MilvusStore:
     # ------------------------------------------------------------------------------------ writes
 
     def insert(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert rows, then flush: sealed, indexed segments search ~10x faster than growing ones."""
         for start in range(0, len(rows), INSERT_BATCH):
             self.client.insert(self.collection, [self._row(r) for r in rows[start : start + INSERT_BATCH]])
+        self.client.flush(self.collection)
 
     def _row(self, row: dict[str, Any]) -> dict[str, Any]:
         out = dict(row)
