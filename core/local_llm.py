@@ -59,6 +59,9 @@ def server_command(settings: LocalLLMSettings) -> list[str]:
         str(settings.n_ctx),
         "--n_threads",
         str(settings.n_threads),
+        # a new request must not cut off another user's stream (llama-cpp-python's default does)
+        "--interrupt_requests",
+        "False",
     ]
 
 

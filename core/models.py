@@ -39,6 +39,8 @@ def chat_model(
         stream_usage=False,
         temperature=endpoint.temperature,
         max_completion_tokens=endpoint.max_tokens,
+        # llama.cpp's server reads only `max_tokens`
+        extra_body={"max_tokens": endpoint.max_tokens} if endpoint.max_tokens else None,
     )
 
 

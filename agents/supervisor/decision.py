@@ -6,11 +6,13 @@ answers directly. Model-server failures are not decisions and propagate to the c
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import openai
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage
 from pydantic import BaseModel, Field, ValidationError
 
@@ -67,7 +69,7 @@ def decision_schema(names: Sequence[str], max_tasks: int) -> dict[str, Any]:
                     "type": "object",
                     "properties": {
                         "specialist": {"type": "string", "enum": list(names)},
-                        "request": {"type": "string"},
+                        "request": {"type": "string", "maxLength": 300},
                     },
                     "required": ["specialist", "request"],
                 },
@@ -115,7 +117,10 @@ def _tasks_from(items: Sequence[tuple[str, str]], names: Sequence[str], fallback
 def parse_json_decision(text: str, names: Sequence[str], fallback: str, limit: int) -> list[Task]:
     """Tasks from a JSON decision; raises InvalidDecision."""
     try:
-        model = _DecisionModel.model_validate_json(text)
+        # strict=False: grammar-constrained JSON may carry raw newlines inside strings
+        model = _DecisionModel.model_validate(json.loads(text, strict=False))
+    except json.JSONDecodeError as exc:
+        raise InvalidDecision(f"the reply was not JSON ({exc.msg})") from exc
     except ValidationError as exc:
         raise InvalidDecision(f"the reply was not valid decision JSON ({exc.error_count()} errors)") from exc
     return _tasks_from([(t.specialist, t.request) for t in model.tasks], names, fallback, limit)
@@ -162,7 +167,12 @@ class Router:
         limit = self._settings.max_specialists_per_turn
         messages: list[AnyMessage] = [SystemMessage(self._system(specs, memories)), *history]
         for attempt in (1, 2):
-            reply = await self._ask(messages, specs, names, limit)
+            try:
+                reply = await self._ask(messages, specs, names, limit)
+            except openai.LengthFinishReasonError:
+                log.warning("routing decision hit the token limit (attempt %d)", attempt)
+                messages = [*messages, HumanMessage(ROUTER_RETRY_PROMPT.format(error="it was too long"))]
+                continue
             try:
                 if self._mode == "tools":
                     tasks = parse_tool_decision(reply, names, user_text, limit)

@@ -13,8 +13,8 @@ general knowledge and follow-up talk.
 (at most {max_tasks}).
 - For each hand-off, write a self-contained request for that specialist (it cannot see the chat)."""
 
-ROUTER_JSON_INSTRUCTIONS = """Reply with JSON only: {{"tasks": [{{"specialist": "<name>", "request": "<request>"}}]}}.
-Use an empty list, {{"tasks": []}}, when you answer yourself."""
+ROUTER_JSON_INSTRUCTIONS = """Reply with JSON only: {"tasks": [{"specialist": "<name>", "request": "<request>"}]}.
+Use an empty list, {"tasks": []}, when you answer yourself."""
 
 ROUTER_TOOLS_INSTRUCTIONS = """To hand off, call the tool of that specialist. To answer yourself, just answer."""
 

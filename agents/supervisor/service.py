@@ -27,7 +27,7 @@ from agents.supervisor.state import RunContext
 from core.errors import EnsembleError
 from core.models import ModelClient, ModelClients, model_http_client
 from core.settings import Settings
-from memory import MemoryService, format_memories, open_memory_service
+from memory import MemoryService, as_memory_embedder, format_memories, open_memory_service
 from memory.records import Memory
 from rag.service import DocumentService
 from rag.service import start as start_documents
@@ -152,7 +152,7 @@ class EnsembleService:
             models = models or ModelClients.from_settings(settings, model_http)
             extras = dict(extras or {})
             documents = await _start_documents(settings, http, stack) if with_documents else None
-            memory = await _start_memory(settings, stack) if with_memory else None
+            memory = await _start_memory(settings, stack, documents) if with_memory else None
             extras.setdefault("documents", documents)
             extras.setdefault("memory", memory)
             registry = Registry.build(SpecialistDeps(settings, models, http, extras), specs)
@@ -390,9 +390,13 @@ async def _start_documents(
     return documents
 
 
-async def _start_memory(settings: Settings, stack: AsyncExitStack) -> MemoryService | None:
+async def _start_memory(
+    settings: Settings, stack: AsyncExitStack, documents: DocumentService | None
+) -> MemoryService | None:
+    """Long-term memory, sharing the documents' embedder (one model loaded, TEI in a cluster)."""
+    shared = as_memory_embedder(documents.embedder) if documents is not None else None
     try:
-        memory = await open_memory_service(settings)
+        memory = await open_memory_service(settings, embedder=shared)
     except Exception as exc:
         log.warning("long-term memory is unavailable: %s", exc)
         return None
