@@ -56,6 +56,7 @@ def test_resume_after_restart(
     try:
         page = login(browser, app.url, "alice")
         page.goto(app.url + thread_path)
+        page.wait_for_load_state("networkidle")  # the resumed session is connected
         page.get_by_text("Write a Python function named triple").first.wait_for(timeout=20_000)
         assert "triple" in page.locator("body").inner_text()
         send(page, "/code Now write a function named quadruple.")

@@ -78,10 +78,12 @@ class DocumentsSpecialist:
             if reason is None:
                 raise
             return SpecialistResult(content=reason, error=True)
-        text, artifacts = cite("".join(parts).strip(), hits)
+        # a weak model may echo the passage fences: they are ours, never part of an answer
+        text = FENCE_TAG.sub("", "".join(parts)).strip()
+        text, artifacts = cite(text, hits)
         if not artifacts and text:
             # The model cited nothing (small models often don't): name the passage the answer draws on most.
-            text, artifacts = cite(f"{text} [{closest_passage(text, hits)}]", hits)
+            text, artifacts = cite(f"{text} [{closest_passage(question, text, hits)}]", hits)
         return SpecialistResult(content=text, artifacts=artifacts)
 
     async def _nothing_found(self, ctx: TurnContext, everywhere: bool) -> SpecialistResult:
@@ -149,13 +151,19 @@ def cite(text: str, hits: list[SearchHit]) -> tuple[str, tuple[Artifact, ...]]:
 
 
 WORD = re.compile(r"[a-z0-9]{4,}")
+FENCE_TAG = re.compile(r"</?source-[0-9a-f]+\b[^>]*>")
 
 
-def closest_passage(answer: str, hits: list[SearchHit]) -> int:
-    """The 1-based number of the retrieved passage sharing the most words with `answer` (ties: best ranked)."""
-    words = set(WORD.findall(answer.lower()))
-    overlaps = [len(words & set(WORD.findall(hit.text.lower()))) for hit in hits]
-    return max(range(len(hits)), key=lambda i: (overlaps[i], -i)) + 1
+def closest_passage(question: str, answer: str, hits: list[SearchHit]) -> int:
+    """The 1-based number of the passage sharing most words with the question, then with the answer
+    (a weak model's answer may echo every passage, so the question decides first; ties: best ranked)."""
+    asked, said = set(WORD.findall(question.lower())), set(WORD.findall(answer.lower()))
+
+    def key(i: int) -> tuple[int, int, int]:
+        words = set(WORD.findall(hits[i].text.lower()))
+        return len(asked & words), len(said & words), -i
+
+    return max(range(len(hits)), key=key) + 1
 
 
 def source_artifact(n: int, hit: SearchHit) -> Artifact:
