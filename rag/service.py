@@ -565,7 +565,9 @@ async def start(
     reranker = TEIReranker(client, settings.rag.rerank) if settings.rag.rerank.configured else None
     service = DocumentService(settings, store, embedder, reranker=reranker, http=client if own_http else None)
     if warm:
-        service.pool.warm()
+        for future in service.pool.warm():
+            # a warm-up cut short by shutdown is of no interest: retrieve its error so it is not logged
+            future.add_done_callback(lambda f: f.cancelled() or f.exception())
     return service
 
 

@@ -68,8 +68,11 @@ async def test_full_turn_with_model_decision(service: EnsembleService) -> None:
     assert not any(isinstance(e, TurnFailed) for e in events)
     final = events[-1]
     assert isinstance(final, TurnFinished) and final.content.strip()
-    # the answer (direct or forwarded) was streamed token by token
-    assert len([e for e in events if isinstance(e, AnswerToken)]) > 1
+    # an answer written by a model (direct, or forwarded from a model-backed specialist) streamed token by
+    # token; the 135M router may also pick memory or documents, which answer without a model
+    steps = {e.specialist for e in events if isinstance(e, StepStarted)}
+    if not steps & {"memory", "documents"}:
+        assert len([e for e in events if isinstance(e, AnswerToken)]) > 1, steps
 
 
 async def test_cancelled_turn_stops_the_model_stream(local_llm: LocalLLMSettings, tmp_path: Path) -> None:
