@@ -78,7 +78,8 @@ async def stored_file(key: str, user: Any = Depends(get_current_user)) -> Respon
     path = storage.path_for(key) if storage is not None else None
     if path is None or owner is None or key.split("/", 1)[0] != owner or not path.is_file():
         return Response(status_code=404)
-    return FileResponse(path, media_type=storage.mime_of(path) if storage else None)
+    assert storage is not None  # path_for came from it
+    return FileResponse(path, media_type=storage.mime_of(path))
 
 
 @cl.on_app_startup

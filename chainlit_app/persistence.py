@@ -7,6 +7,7 @@ local storage client under the data dir and served back at `/files/...`.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import mimetypes
 from collections.abc import Awaitable, Callable
@@ -109,7 +110,7 @@ class LocalStorageClient(BaseStorageClient):
             return {"object_key": object_key, "url": await self.get_read_url(object_key)}
         path.parent.mkdir(parents=True, exist_ok=True)
         payload = data.encode() if isinstance(data, str) else data
-        await _write(path, payload)
+        await asyncio.to_thread(path.write_bytes, payload)
         return {"object_key": object_key, "url": await self.get_read_url(object_key)}
 
     async def delete_file(self, object_key: str) -> bool:
@@ -127,12 +128,6 @@ class LocalStorageClient(BaseStorageClient):
 
     def mime_of(self, path: Path) -> str:
         return mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-
-
-async def _write(path: Path, payload: bytes) -> None:
-    import asyncio
-
-    await asyncio.to_thread(path.write_bytes, payload)
 
 
 class EnsembleDataLayer(SQLAlchemyDataLayer):

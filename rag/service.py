@@ -56,6 +56,11 @@ DOC_ID = re.compile(r"^[0-9a-f]{32}$")
 MAX_ID_CHARS = 512
 
 
+# The stored fields of a chunk that a re-upload into another chat copies as they are.
+COPIED_FIELDS = (
+    "chunk_index", "page", "page_end", "section", "element_type", "content_hash", "doc_pages", "doc_chunks", "text",
+)
+
 class Cancelled(Exception):
     """The user cancelled the upload."""
 
@@ -251,37 +256,13 @@ class DocumentService:
         rows = await asyncio.to_thread(
             self.store.query,
             scope_filter(owner_key, doc_id=source["doc_id"]),
-            [
-                "chunk_index",
-                "page",
-                "page_end",
-                "section",
-                "element_type",
-                "content_hash",
-                "doc_pages",
-                "doc_chunks",
-                "text",
-                "dense",
-            ],
+            [*COPIED_FIELDS, "dense"],
         )
         doc_id = uuid.uuid4().hex
         uploaded = now()
         copies = [
             {
-                **{
-                    k: row[k]
-                    for k in (
-                        "chunk_index",
-                        "page",
-                        "page_end",
-                        "section",
-                        "element_type",
-                        "content_hash",
-                        "doc_pages",
-                        "doc_chunks",
-                        "text",
-                    )
-                },
+                **{k: row[k] for k in COPIED_FIELDS},
                 "dense": [float(x) for x in row["dense"]],
                 "id": f"{doc_id}-{row['chunk_index']:06d}",
                 "doc_id": doc_id,

@@ -124,7 +124,6 @@ class EnsembleService:
     _stack: AsyncExitStack = field(repr=False)
     documents: DocumentService | None = None
     memory: MemoryService | None = None
-    supervisor: ModelClient | None = None
     models: ModelClients = field(default_factory=lambda: ModelClients(None, None, None))
     _background: set[asyncio.Task[Any]] = field(default_factory=set, repr=False)
 
@@ -173,7 +172,11 @@ class EnsembleService:
         except BaseException:
             await stack.aclose()
             raise
-        return cls(settings, registry, graph, checkpointer, stack, documents, memory, models.supervisor, models)
+        return cls(settings, registry, graph, checkpointer, stack, documents, memory, models)
+
+    @property
+    def supervisor(self) -> ModelClient | None:
+        return self.models.supervisor
 
     async def aclose(self) -> None:
         for task in list(self._background):
