@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from agents.supervisor.service import (
     StepFinished,
     StepStarted,
     StepToken,
+    TurnEvent,
     TurnFailed,
     TurnFinished,
 )
@@ -41,6 +43,7 @@ from chainlit_app.render import (
     utc_now,
     with_source_links,
 )
+from chainlit_app.streaming import TokenBatcher
 from core.settings import Settings
 from memory.users import UserStore
 
@@ -205,34 +208,45 @@ async def on_message(message: cl.Message) -> None:
     if not message.content.strip() and not files:
         return
     text = message.content.strip() or "I have shared these files."
-    async for event in service().stream_turn(thread_id=thread_id, user_id=user_id, text=text, files=files):
-        match event:
-            case AnswerToken(text=text):
-                await answer_message().stream_token(text)
-            case StepStarted():
-                step = cl.Step(name=event.title, type="tool", show_input="text")
-                step.input = event.input
-                step.start = utc_now()
-                steps[event.step_id] = step
-                await step.send()
-            case StepToken(step_id=step_id, text=text):
-                await steps[step_id].stream_token(text)
-            case StepFinished():
-                step = steps[event.step_id]
-                step.output = event.output
-                step.is_error = event.error
-                step.end = utc_now()
-                step.name = f"{step.name} ({event.seconds:.1f} s)"
-                step.elements = artifact_elements(event.artifacts, for_step=True)
-                await step.update()
-            case Notice(text=text):
-                await cl.Message(content=text, author="Ensemble").send()
-            case TurnFinished(content=content, artifacts=artifacts):
-                final = answer_message()
-                final.content = with_source_links(content, artifacts)
-                final.elements = artifact_elements(artifacts, for_step=False)
-                await final.send()
-            case TurnFailed(message=error, partial=partial):
-                final = answer_message()
-                final.content = (partial + "\n\n" if partial else "") + f"**Error:** {error}"
-                await final.send()
+    tokens = TokenBatcher(lambda chunk: answer_message().stream_token(chunk))
+    try:
+        async for event in service().stream_turn(thread_id=thread_id, user_id=user_id, text=text, files=files):
+            if isinstance(event, AnswerToken):
+                await tokens.add(event.text)
+            else:
+                await tokens.flush()
+                await show(event, steps, answer_message)
+    finally:
+        tokens.cancel()
+
+
+async def show(event: TurnEvent, steps: dict[str, cl.Step], answer_message: Callable[[], cl.Message]) -> None:
+    """One event of a turn (other than an answer token) as Chainlit steps and messages."""
+    match event:
+        case StepStarted():
+            step = cl.Step(name=event.title, type="tool", show_input="text")
+            step.input = event.input
+            step.start = utc_now()
+            steps[event.step_id] = step
+            await step.send()
+        case StepToken(step_id=step_id, text=text):
+            await steps[step_id].stream_token(text)
+        case StepFinished():
+            step = steps[event.step_id]
+            step.output = event.output
+            step.is_error = event.error
+            step.end = utc_now()
+            step.name = f"{step.name} ({event.seconds:.1f} s)"
+            step.elements = artifact_elements(event.artifacts, for_step=True)
+            await step.update()
+        case Notice(text=text):
+            await cl.Message(content=text, author="Ensemble").send()
+        case TurnFinished(content=content, artifacts=artifacts):
+            final = answer_message()
+            final.content = with_source_links(content, artifacts)
+            final.elements = artifact_elements(artifacts, for_step=False)
+            await final.send()
+        case TurnFailed(message=error, partial=partial):
+            final = answer_message()
+            final.content = (partial + "\n\n" if partial else "") + f"**Error:** {error}"
+            await final.send()

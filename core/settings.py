@@ -129,6 +129,9 @@ class MemorySettings(BaseModel):
     forget_similarity: float = Field(default=0.8, gt=0, le=1)  # "forget X" removes memories this close
     max_per_user: int = Field(default=500, ge=1)  # the oldest memories go beyond this
     extract_timeout: float = Field(default=60.0, gt=0)
+    # When a finished turn is sent for fact extraction (one model call): `personal` = only when the user's
+    # message speaks of themselves (I, my, we, remember, call me, ...; English); `always` = after every turn.
+    extract_when: Literal["personal", "always"] = "personal"
     pool_max_size: int = Field(default=5, ge=1)
 
 

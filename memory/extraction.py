@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,6 +18,13 @@ from memory.records import CATEGORIES, FACT_TEXT_MAX, KEY_PATTERN, Fact, FactLis
 
 log = logging.getLogger(__name__)
 
+# A message that may tell something about its author: first-person words or a request to remember.
+PERSONAL = re.compile(
+    r"\b(i|i'm|im|i've|i'd|i'll|me|my|mine|myself|we|we're|our|ours|us|remember|forget|call me)\b",
+    re.IGNORECASE,
+)
+# "give me …", "tell me …", "show me …": asking for something says nothing about the asker.
+REQUEST_ME = re.compile(r"\b(give|tell|show|send|help|let|get|find|bring|teach|explain to)\s+me\b", re.IGNORECASE)
 MAX_TRANSCRIPT_CHARS = 6000
 MAX_MESSAGE_CHARS = 1500
 
@@ -52,6 +60,11 @@ def response_format(mode: StructuredOutput) -> dict[str, Any]:
     if mode == "json_object":
         return {"type": "json_object", "schema": FACTS_SCHEMA}
     return {"type": "json_schema", "json_schema": {"name": "facts", "schema": FACTS_SCHEMA}}
+
+
+def speaks_of_the_user(text: str) -> bool:
+    """Whether a user's message may state something about them (a cheap test before an extraction call)."""
+    return PERSONAL.search(REQUEST_ME.sub(" ", text)) is not None
 
 
 def transcript(messages: Sequence[BaseMessage]) -> str:

@@ -24,7 +24,7 @@ from langgraph.store.base import BaseStore, Item, PutOp
 
 from core.settings import MemorySettings, StructuredOutput
 from memory.embeddings import Embedder
-from memory.extraction import extract_facts
+from memory.extraction import extract_facts, speaks_of_the_user
 from memory.ids import MEMORY_ROOT, memory_namespace, user_id_from_namespace, validate_user_id
 from memory.matching import keyword_score, same_words, terms
 from memory.records import Fact, Memory, Remembered
@@ -248,6 +248,10 @@ class MemoryService:
             stored = await self._load(namespace)
             await self._delete(namespace, [s.memory.id for s in stored])
             return len(stored)
+
+    def worth_learning(self, user_text: str) -> bool:
+        """Whether a turn whose user said `user_text` is worth an extraction call (`extract_when`)."""
+        return self._settings.extract_when == "always" or speaks_of_the_user(user_text)
 
     async def learn(
         self,

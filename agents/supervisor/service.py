@@ -279,6 +279,8 @@ class EnsembleService:
         """Extract facts about the user from the finished turn, off the answer's critical path."""
         if self.memory is None or self.supervisor is None or text.lstrip().startswith("/"):
             return
+        if not self.memory.worth_learning(text):
+            return
         turn = [HumanMessage(content=text), AIMessage(content=answer)]
         task = asyncio.create_task(
             self.memory.learn(user_id, self.supervisor.llm, turn, mode=self.supervisor.endpoint.structured_output)

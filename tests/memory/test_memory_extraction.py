@@ -14,7 +14,14 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from langgraph.store.memory import InMemoryStore
 
 from core.settings import MemorySettings
-from memory.extraction import FACTS_SCHEMA, extract_facts, parse_facts, response_format, transcript
+from memory.extraction import (
+    FACTS_SCHEMA,
+    extract_facts,
+    parse_facts,
+    response_format,
+    speaks_of_the_user,
+    transcript,
+)
 from memory.records import Fact
 from memory.service import MemoryService
 
@@ -168,6 +175,33 @@ async def test_learn_scripted_stores_facts_and_survives_bad_replies(tmp_path: Pa
     assert await service.learn("ana", scripted(RuntimeError("boom")), TURN) == []
     assert await service.learn("", scripted(VALID), TURN) == []  # an invalid user id stores nothing
     assert len(await service.list("ana")) == 3
+
+
+@pytest.mark.parametrize(
+    ("text", "personal"),
+    [
+        ("My favourite colour is teal.", True),
+        ("Remember that my dog is called Rex.", True),
+        ("I'm Ana and I live in Lisbon.", True),
+        ("We use Postgres at work.", True),
+        ("call me Sam from now on", True),
+        ("What do you remember about me?", True),
+        ("Give me three tips for a productive morning.", False),
+        ("Tell me a joke about cats.", False),
+        ("Write a Python function that reverses a list.", False),
+        ("What is the capital of France?", False),
+        ("Explain to me how TCP works.", False),
+    ],
+)
+def test_only_messages_about_the_user_are_sent_for_extraction(text: str, personal: bool) -> None:
+    assert speaks_of_the_user(text) is personal
+
+
+def test_worth_learning_follows_the_extract_when_setting() -> None:
+    personal = MemoryService(InMemoryStore(), MemorySettings(), backend="memory", mode="keyword")
+    always = MemoryService(InMemoryStore(), MemorySettings(extract_when="always"), backend="memory", mode="keyword")
+    assert personal.worth_learning("I love sailing.") and not personal.worth_learning("Tell me a joke.")
+    assert always.worth_learning("Tell me a joke.")
 
 
 @pytest.fixture(scope="session")
