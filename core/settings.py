@@ -83,6 +83,7 @@ class EmbeddingSettings(Endpoint):
     model: str = "BAAI/bge-small-en-v1.5"
     timeout: float = Field(default=30.0, gt=0)
     max_batch_size: int = Field(default=32, ge=1)
+    local_threads: int = Field(default=0, ge=0, le=256)  # the local model's CPU threads; 0: one per core
 
 
 class LocalLLMSettings(BaseModel):
@@ -202,6 +203,8 @@ class Settings(BaseSettings):
     auth: AuthSettings = AuthSettings()
 
     data_dir: Path = Path("data")
+    # Models converted on this machine (the local embedding model's ONNX file), shared by all data dirs.
+    model_cache: Path = Field(default_factory=lambda: Path.home() / ".cache" / "ensemble")
     # SQLAlchemy-style URL of the app database (chat history, checkpoints, memory). Unset: SQLite files.
     database_url: SecretStr | None = None
 

@@ -101,8 +101,17 @@ def _load_sentence_transformer(path: Path) -> Any:
 
 
 async def local_embedder(settings: Settings) -> Embedder:
-    """The local embedder the settings name (the bundled all-MiniLM-L6-v2 by default)."""
-    return await SentenceTransformerEmbedder.load(settings.memory.embedding_model_path)
+    """The local embedder the settings name: a sentence-transformers directory, else the bundled
+    all-MiniLM-L6-v2 through ONNX Runtime (`core.local_embeddings`, loaded in the background)."""
+    if settings.memory.embedding_model_path is not None:
+        return await SentenceTransformerEmbedder.load(settings.memory.embedding_model_path)
+    from core.local_embeddings import LocalEmbedder, LocalModelUnavailable
+
+    try:
+        local = LocalEmbedder(settings.model_cache, threads=settings.embeddings.local_threads).start()
+    except LocalModelUnavailable as exc:
+        raise EmbedderUnavailable(str(exc)) from exc
+    return as_memory_embedder(local)
 
 
 class _Renamed:
@@ -123,6 +132,12 @@ class _Renamed:
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         return list(await self._inner.embed(texts))
+
+    async def aclose(self) -> None:
+        """Close the wrapped embedder; only for one memory built itself (the owner closes a shared one)."""
+        close = getattr(self._inner, "aclose", None)
+        if close is not None:
+            await close()
 
 
 def as_memory_embedder(embedder: object) -> Embedder:

