@@ -8,14 +8,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
-from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, cast
 
 import httpx
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.serde.base import SerializerProtocol
 from langgraph.graph.state import CompiledStateGraph
 
 from agents.specialists.base import FileRef, SpecialistDeps, SpecialistSpec
@@ -23,7 +25,7 @@ from agents.specialists.registry import Registry
 from agents.specialists.vision.images import ImageLimits, validate_image
 from agents.supervisor.decision import ANSWER_TAG
 from agents.supervisor.graph import Recall, build_graph
-from agents.supervisor.state import RunContext
+from agents.supervisor.state import CHECKPOINT_TYPES, RunContext
 from core.errors import EnsembleError
 from core.models import ModelClient, ModelClients, model_http_client
 from core.settings import Settings
@@ -101,16 +103,26 @@ class Uploads:
 
 def open_checkpointer(settings: Settings) -> AbstractAsyncContextManager[BaseCheckpointSaver[Any]]:
     """SQLite file by default; PostgreSQL when ENSEMBLE_DATABASE_URL names one."""
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+    serde = JsonPlusSerializer(allowed_msgpack_modules=CHECKPOINT_TYPES)
     url = settings.database_url.get_secret_value() if settings.database_url else ""
     if url.startswith(("postgresql", "postgres")):
         from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
         conn = url.replace("postgresql+asyncpg://", "postgresql://").replace("postgresql+psycopg://", "postgresql://")
-        return AsyncPostgresSaver.from_conn_string(conn)
+        return AsyncPostgresSaver.from_conn_string(conn, serde=serde)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return _sqlite_checkpointer(settings.data_dir / "checkpoints.sqlite", serde)
+
+
+@asynccontextmanager
+async def _sqlite_checkpointer(path: Path, serde: SerializerProtocol) -> AsyncIterator[BaseCheckpointSaver[Any]]:
+    import aiosqlite
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return AsyncSqliteSaver.from_conn_string(str(settings.data_dir / "checkpoints.sqlite"))
+    async with aiosqlite.connect(str(path)) as conn:
+        yield AsyncSqliteSaver(conn, serde=serde)
 
 
 @dataclass
@@ -192,6 +204,8 @@ class EnsembleService:
         """Each specialist: 'ready', or how to enable it."""
         status = {name: "ready" for name in self.registry.available}
         status.update({name: spec.enable_hint for name, spec in self.registry.unavailable.items()})
+        if self.documents is not None and "documents" in status:
+            status["documents"] = self.documents.store.state  # its store may still be opening
         return status
 
     @staticmethod
@@ -387,7 +401,7 @@ async def _start_documents(
 ) -> DocumentService | None:
     """The documents feature, or None (logged, and the specialist says how to enable it)."""
     try:
-        documents = await start_documents(settings, http=http)
+        documents = await start_documents(settings, http=http, background_store=True)
     except EnsembleError as exc:
         log.warning("documents are unavailable: %s", exc)
         return None

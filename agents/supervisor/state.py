@@ -57,3 +57,7 @@ class RunContext:
     user_id: str
     thread_id: str
     extras: dict[str, Any] = field(default_factory=dict)
+
+
+# The state's own types that checkpoints may hold (LangGraph's serializer refuses others by default).
+CHECKPOINT_TYPES: tuple[type, ...] = (Task, TaskOutcome, FileRef)

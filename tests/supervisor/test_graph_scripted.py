@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -125,6 +126,19 @@ async def test_scripted_single_handoff_is_forwarded_not_regenerated(service_fact
     assert finished[0].output == code.answer and not finished[0].error and finished[0].seconds >= 0
     assert events[-1] == TurnFinished(code.answer)
     assert len(llm.calls) == 1, "a forwarded answer costs no second supervisor call"
+
+
+async def test_scripted_checkpoints_hold_only_allowed_types(service_factory: Any, caplog: Any) -> None:
+    """Hand-off state (tasks, outcomes) is read back from the checkpoint without LangGraph's
+    'unregistered type' warning, which future versions turn into a refusal."""
+    llm = ScriptedChatModel(script=[decision(("code", "one")), decision(("code", "two"))])
+    code = RecordingSpecialist("code", "done")
+    service = await service_factory(llm, [spec_for("code", code)])
+    caplog.set_level(logging.WARNING)
+    await run_turn(service, "first")
+    await run_turn(service, "second")  # loads the first turn's checkpoint, Task and TaskOutcome included
+    assert code.requests == ["one", "two"]
+    assert not [r for r in caplog.records if "unregistered type" in r.getMessage()]
 
 
 async def test_scripted_malformed_decision_retried_once_then_used(service_factory: Any) -> None:
