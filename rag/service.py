@@ -503,11 +503,17 @@ class DocumentService:
 
 
 async def start(
-    settings: Settings, *, http: httpx.AsyncClient | None = None, warm: bool = True
+    settings: Settings,
+    *,
+    http: httpx.AsyncClient | None = None,
+    warm: bool = True,
+    background_store: bool = False,
 ) -> DocumentService:
     """Build the documents feature: embedder, Milvus store (checked against the model), parser pool.
 
     Raises `DocumentsUnavailable` or `EmbeddingMismatch` (both `EnsembleError`s with a readable message).
+    With `background_store` the store opens in a thread and those errors come from the first call instead
+    (the app's startup then never waits seconds for Milvus Lite).
     """
     from rag.runtime import configure_libraries
 
@@ -524,8 +530,9 @@ async def start(
             settings.data_dir.mkdir(parents=True, exist_ok=True)
             uri = str((settings.data_dir / "milvus.db").resolve())
         try:
+            opener = MilvusStore.opening if background_store else MilvusStore.open
             store = await asyncio.to_thread(
-                MilvusStore.open,
+                opener,
                 uri,
                 settings.rag.collection,
                 embedder.model_name,

@@ -17,12 +17,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rag.errors import EmbeddingMismatch
+from core.errors import EnsembleError
+from rag.errors import DocumentsUnavailable, EmbeddingMismatch
 
 log = logging.getLogger(__name__)
 
@@ -119,10 +121,55 @@ class MilvusStore:
     """Chunks of every owner's documents in one Milvus collection."""
 
     def __init__(self, client: Any, collection: str, model_name: str, dimension: int) -> None:
-        self.client = client
+        self._client = client
+        self._opened = threading.Event()
+        self._error: BaseException | None = None
+        if client is not None:
+            self._opened.set()
         self.collection = collection
         self.model_name = model_name
         self.dimension = dimension
+
+    @property
+    def client(self) -> Any:
+        """The Milvus client; waits while the store opens in the background (store calls run in threads)."""
+        self._opened.wait()
+        if self._error is not None:
+            error = self._error
+            if isinstance(error, EnsembleError):
+                raise type(error)(str(error)) from error
+            raise DocumentsUnavailable(str(error)) from error
+        return self._client
+
+    @property
+    def state(self) -> str:
+        """`ready`, `opening`, or the reason it could not be opened (never waits)."""
+        if not self._opened.is_set():
+            return "opening"
+        return "ready" if self._error is None else str(self._error)
+
+    @classmethod
+    def opening(cls, uri: str, collection: str, model_name: str, dimension: int, token: str = "") -> MilvusStore:
+        """A store that opens in a background thread (Milvus Lite takes seconds to create a collection).
+
+        Every call waits for the opening and raises its error, if any; startup does not wait.
+        """
+        store = cls(None, collection, model_name, dimension)
+
+        def run() -> None:
+            try:
+                store._client = cls.open(uri, collection, model_name, dimension, token)._client
+            except BaseException as exc:
+                store._error = exc if isinstance(exc, EnsembleError) else DocumentsUnavailable(
+                    f"Documents are unavailable: the Milvus store at {uri} could not be opened "
+                    f"({type(exc).__name__}: {exc})."
+                )
+                log.error("the document store could not be opened: %s", store._error)
+            finally:
+                store._opened.set()
+
+        threading.Thread(target=run, name="milvus-open", daemon=True).start()
+        return store
 
     @classmethod
     def open(cls, uri: str, collection: str, model_name: str, dimension: int, token: str = "") -> MilvusStore:
@@ -292,7 +339,9 @@ class MilvusStore:
         return _hits(result)
 
     def close(self) -> None:
-        self.client.close()
+        self._opened.wait()
+        if self._client is not None:
+            self._client.close()
 
 
 def _has_terms(text: str) -> bool:
