@@ -208,16 +208,27 @@ async def on_message(message: cl.Message) -> None:
     if not message.content.strip() and not files:
         return
     text = message.content.strip() or "I have shared these files."
-    tokens = TokenBatcher(lambda chunk: answer_message().stream_token(chunk))
+    # Tokens go out batched (chainlit_app/streaming.py): the answer's, and each step's.
+    batchers = {"": TokenBatcher(lambda chunk: answer_message().stream_token(chunk))}
+
+    def step_batcher(step_id: str) -> TokenBatcher:
+        if step_id not in batchers:
+            batchers[step_id] = TokenBatcher(steps[step_id].stream_token)
+        return batchers[step_id]
+
     try:
         async for event in service().stream_turn(thread_id=thread_id, user_id=user_id, text=text, files=files):
             if isinstance(event, AnswerToken):
-                await tokens.add(event.text)
+                await batchers[""].add(event.text)
+            elif isinstance(event, StepToken) and event.step_id in steps:
+                await step_batcher(event.step_id).add(event.text)
             else:
-                await tokens.flush()
+                for batcher in batchers.values():
+                    await batcher.flush()
                 await show(event, steps, answer_message)
     finally:
-        tokens.cancel()
+        for batcher in batchers.values():
+            batcher.cancel()
 
 
 async def show(event: TurnEvent, steps: dict[str, cl.Step], answer_message: Callable[[], cl.Message]) -> None:
