@@ -72,10 +72,15 @@ def history_url(settings: Settings) -> str:
 
 
 async def ensure_schema(url: str) -> None:
-    """Create Chainlit's tables if they are missing (safe to run on every start)."""
+    """Create Chainlit's tables if they are missing (safe to run on every start); SQLite in WAL mode."""
     dialect = "sqlite" if url.startswith("sqlite") else "postgresql"
     engine = create_async_engine(url)
     try:
+        if dialect == "sqlite":
+            # write-ahead log: readers never wait for the writer, and a commit costs one append
+            async with engine.connect() as conn:
+                auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                await auto.exec_driver_sql("PRAGMA journal_mode=WAL")
         async with engine.begin() as conn:
             for statement in _TABLES.format(**_TYPES[dialect]).split(";"):
                 if statement.strip():
