@@ -122,6 +122,9 @@ async def _sqlite_checkpointer(path: Path, serde: SerializerProtocol) -> AsyncIt
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
     async with aiosqlite.connect(str(path)) as conn:
+        # WAL (set by the saver) + NORMAL: no fsync per commit; an app crash loses nothing, a power cut
+        # at most the last turns' checkpoints. ~0.3 ms less per commit, several commits a turn.
+        await conn.execute("PRAGMA synchronous=NORMAL")
         yield AsyncSqliteSaver(conn, serde=serde)
 
 
@@ -237,7 +240,7 @@ class EnsembleService:
         final: str | None = None
         try:
             async for item in self.graph.astream(
-                turn_input, config, context=context, stream_mode=["messages", "custom"]
+                turn_input, config, context=context, stream_mode=["messages", "custom"], durability="exit"
             ):
                 mode, chunk = cast(tuple[str, Any], item)
                 if mode == "messages":

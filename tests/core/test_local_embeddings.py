@@ -51,7 +51,7 @@ async def test_onnx_model_matches_the_pytorch_model(onnx_embedder: LocalEmbedder
 async def test_order_of_texts_is_kept_whatever_their_lengths(onnx_embedder: LocalEmbedder) -> None:
     one_by_one = [(await onnx_embedder.embed([t]))[0] for t in TEXTS]
     together = await onnx_embedder.embed(list(reversed(TEXTS)))  # sorted by length inside, then put back
-    for i, (single, batched) in enumerate(zip(one_by_one, reversed(together), strict=True)):
+    for i, single in enumerate(one_by_one):
         cosines = [sum(a * b for a, b in zip(single, other, strict=True)) for other in reversed(together)]
         assert max(range(len(cosines)), key=cosines.__getitem__) == i, "each vector back at its text's place"
         assert cosines[i] > 0.98, "alone or in a batch, a text gets (nearly) the same vector"

@@ -308,6 +308,7 @@ async def test_scripted_cancelled_turn_is_recorded_as_interrupted(service_factor
         await task
     history = await service.history("t1")
     assert history[-1][0] == "assistant" and "interrupted" in history[-1][1]
+    assert history[-2] == ("user", "slow one"), "the question of the stopped turn is kept"
     events = await run_turn(service, "next")
     assert events[-1] == TurnFinished("fine")
 
