@@ -78,7 +78,9 @@ async def test_full_turn_with_model_decision(service: EnsembleService) -> None:
 async def test_cancelled_turn_stops_the_model_stream(local_llm: LocalLLMSettings, tmp_path: Path) -> None:
     settings = settings_for(local_llm, tmp_path)
     long_endpoint = settings.local_chat_endpoint().model_copy(update={"max_tokens": 3000})
-    llm = chat_model(long_endpoint)
+    # SmolLM2's end token (<|im_end|>, id 2) banned: the reply runs to max_tokens (~50 s), so the stream
+    # is surely still going when it is cancelled (a short reply could end before the cancel lands)
+    llm = chat_model(long_endpoint).bind(logit_bias={2: -100})
     prompt = [HumanMessage("Count from 1 to 2000, one number per line.")]
 
     got_token = asyncio.Event()
