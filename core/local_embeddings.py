@@ -9,7 +9,7 @@ PyTorch model serves instead, through sentence-transformers.
 `LocalEmbedder` knows its name and dimension at once and loads in the background, so that startup
 and readiness never wait for it; the first `embed` does.
 
-    python -m core.local_embeddings [CACHE_DIR]    # convert now (scripts/dev install does)
+    python -m core.local_embeddings [CACHE_DIR]    # convert now, unless done (scripts/dev install does)
 """
 
 from __future__ import annotations
@@ -297,8 +297,10 @@ def main(argv: list[str]) -> int:
         from core.settings import Settings
 
         cache = Settings().model_cache
-    export_onnx(bundled_model_dir(), cache / ONNX_FILE)
-    print(cache / ONNX_FILE)
+    target = cache / ONNX_FILE
+    if not target.is_file():
+        export_onnx(bundled_model_dir(), target)
+    print(target)
     return 0
 
 
