@@ -8,6 +8,8 @@
   may be fetched from a model hub at run time.
 - `TOKENIZERS_PARALLELISM`: silences the fork warning of HF tokenizers next to the parser processes.
 - `UNSTRUCTURED_DISABLE_NOTICE`: stops unstructured printing an advertisement to stderr.
+- `GRPC_VERBOSITY`: gRPC's C core (pymilvus ↔ Milvus Lite) otherwise logs each keepalive GOAWAY
+  ("too_many_pings") to stderr; pymilvus raises real errors as exceptions.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ LIBRARY_ENV = {
     "TRANSFORMERS_OFFLINE": "1",
     "TOKENIZERS_PARALLELISM": "false",
     "UNSTRUCTURED_DISABLE_NOTICE": "1",
+    "GRPC_VERBOSITY": "NONE",
 }
 
 
