@@ -6,12 +6,17 @@ Connect: socket.io at `/ws/socket.io` (websocket transport) with the `auth` payl
 proxy's header, Ensemble's `header` auth mode) and sends the cookie it gets. A turn: emit
 `client_message` with a user step; the server answers with `stream_start`/`stream_token` (tokens),
 `new_message`/`update_message` (steps and the final message) and `task_end` when `on_message` returns.
-Bytes are counted per received websocket frame (the socket.io text as sent, plus the frame header).
+Bytes: `wire_bytes` is what the kernel received on the session's TCP connection (Linux `tcp_info`),
+with permessage-deflate offered as browsers offer it (Chromium always does; uvicorn accepts it unless
+`UVICORN_WS_PER_MESSAGE_DEFLATE` is false); `frame_bytes` is the socket.io text as sent, uncompressed,
+plus frame headers (what a client that offers no compression receives).
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -21,6 +26,19 @@ from typing import Any
 import engineio
 import httpx
 import socketio
+
+TCP_INFO_BYTES_RECEIVED = 128  # offset of tcpi_bytes_received (u64) in Linux's struct tcp_info
+
+
+def tcp_bytes_received(sock: Any) -> int | None:
+    """Payload bytes the kernel received on this TCP socket so far, or None where it does not say."""
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+    except (AttributeError, OSError):
+        return None
+    if len(info) < TCP_INFO_BYTES_RECEIVED + 8:
+        return None
+    return int(struct.unpack_from("=Q", info, TCP_INFO_BYTES_RECEIVED)[0])
 
 
 def _frame_header(size: int) -> int:
@@ -51,18 +69,20 @@ class TurnResult:
     total: float  # seconds from sending to task_end
     tokens: int
     text: str  # the final answer message's content
-    wire_bytes: int  # bytes received during the turn
+    wire_bytes: int  # TCP payload bytes received during the turn (compressed where negotiated)
+    frame_bytes: int  # socket.io frames received during the turn, uncompressed
     events: dict[str, int] = field(default_factory=dict)
 
 
 class ChainlitSession:
     """One browser-like chat session over socket.io."""
 
-    def __init__(self, url: str, login: tuple[str, str] | None = None) -> None:
+    def __init__(self, url: str, login: tuple[str, str] | None = None, compress: bool = True) -> None:
         self.url = url
         self.login = login  # (header, value): sign in through Chainlit's /auth/header first
         self.session_id = str(uuid.uuid4())
-        self.client = CountingClient(reconnection=False)
+        options = {"compress": 15} if compress else {}  # permessage-deflate offered, as browsers do
+        self.client = CountingClient(reconnection=False, websocket_extra_options=options)
         self._events: asyncio.Queue[tuple[str, Any, float]] = asyncio.Queue()
         self.client.on("*", self._on_any)
 
@@ -70,9 +90,22 @@ class ChainlitSession:
         self._events.put_nowait((event, data, time.perf_counter()))
 
     @property
-    def received_bytes(self) -> int:
+    def frame_bytes(self) -> int:
         eio = self.client.eio
         return eio.received_bytes if isinstance(eio, CountingEngineIOClient) else 0
+
+    @property
+    def wire_bytes(self) -> int:
+        """TCP payload bytes received on the websocket's connection (frame bytes where the OS does not say)."""
+        ws = getattr(self.client.eio, "ws", None)
+        received = tcp_bytes_received(ws.get_extra_info("socket")) if ws is not None else None
+        return self.frame_bytes if received is None else received
+
+    @property
+    def compressed(self) -> bool:
+        """Whether the server accepted permessage-deflate on this session's websocket."""
+        ws = getattr(self.client.eio, "ws", None)
+        return bool(ws is not None and ws.compress)
 
     async def connect(self, wait: float = 30.0) -> None:
         auth = {
@@ -111,7 +144,7 @@ class ChainlitSession:
             "output": text,
             "createdAt": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         }
-        bytes_before = self.received_bytes
+        wire_before, frames_before = self.wire_bytes, self.frame_bytes
         started = time.perf_counter()
         await self.client.emit("client_message", {"message": step, "fileReferences": []})
         deadline = started + limit
@@ -134,7 +167,10 @@ class ChainlitSession:
                 if data.get("type") == "assistant_message":
                     final = str(data.get("output") or "")
             elif event == "task_end" and counts.get("task_start", 0):
-                return TurnResult(first, last, at - started, tokens, final, self.received_bytes - bytes_before, counts)
+                return TurnResult(
+                    first, last, at - started, tokens, final,
+                    self.wire_bytes - wire_before, self.frame_bytes - frames_before, counts,
+                )
 
     async def close(self) -> None:
         await self.client.disconnect()

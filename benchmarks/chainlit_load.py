@@ -5,11 +5,14 @@ the same run, rounds interleaved: the floor (a client straight to the fixture), 
 (benchmarks/minimal_chainlit_app.py) and Ensemble (chainlit_app/app.py, supervisor in `tools` mode, so
 a direct answer streams from the routing call). Sessions are socket.io clients in this process; the
 servers run in their own processes. Added TTFT = first answer token minus the fixture's TTFT; the last
-token's lag = last token minus the fixture's last token time; bytes = websocket bytes received per
-turn over the answer text's UTF-8 bytes. Loopback only; every loop is bounded by turns and timeouts.
+token's lag = last token minus the fixture's last token time; wire/text = TCP bytes received per turn
+(the kernel's count, permessage-deflate offered as browsers offer it) over the answer text's UTF-8
+bytes; frames/text = the same with the socket.io frames as sent, uncompressed (what a client that
+offers no compression receives). Loopback only; every loop is bounded by turns and timeouts.
 
 Run: `.venv/bin/python -m benchmarks.chainlit_load` (`--rounds 3 --turns 10 --sessions 1 10 50`;
-`--tokens 100 --token-delay 0.005` for the fast-token case; `--systems ... patched --patched-app PATH`
+`--tokens 100 --token-delay 0.005` for the fast-token case; `--no-compress` for clients that offer no
+websocket compression; `--systems ... patched --patched-app PATH`
 to measure a patched copy of the app beside the real one).
 """
 
@@ -102,10 +105,14 @@ async def profiled(enabled: bool, pid: int, out: Path) -> AsyncIterator[None]:
         await asyncio.wait_for(spy.wait(), 30)
 
 
-async def chainlit_phase(url: str, sessions: int, turns: int, tag: str, system: str) -> list[tuple[int, TurnResult]]:
+async def chainlit_phase(
+    url: str, sessions: int, turns: int, tag: str, system: str, compress: bool = True
+) -> list[tuple[int, TurnResult]]:
     """`sessions` clients connect, then all run `turns` turns at once; (turn index, result) pairs."""
-    clients = [ChainlitSession(url, login_for(system, i, tag)) for i in range(sessions)]
+    clients = [ChainlitSession(url, login_for(system, i, tag), compress=compress) for i in range(sessions)]
     await asyncio.gather(*(c.connect() for c in clients))
+    if compress and not all(c.compressed for c in clients):
+        raise RuntimeError(f"{system}: the server refused permessage-deflate, which browsers offer")
     start = asyncio.Event()
 
     async def run(index: int, client: ChainlitSession) -> list[tuple[int, TurnResult]]:
@@ -150,7 +157,7 @@ async def floor_phase(fixture_url: str, sessions: int, turns: int, tag: str) -> 
                             first = now if first is None else first
                             last = now
                             tokens += 1
-                out.append((t, TurnResult(first, last, time.perf_counter() - started, tokens, "", size)))
+                out.append((t, TurnResult(first, last, time.perf_counter() - started, tokens, "", size, size)))
             return out
 
         results = await asyncio.gather(*(run(i) for i in range(sessions)))
@@ -169,6 +176,7 @@ def phase_stats(results: list[tuple[int, TurnResult]], ttft: float, stream_time:
     lag = [(r.last_token - ttft - stream_time) * 1000 for _, r in results if r.last_token is not None]
     text = sum(len(r.text.encode()) for _, r in results)
     wire = sum(r.wire_bytes for _, r in results)
+    frames = sum(r.frame_bytes for _, r in results)
     return {
         "turns": len(results),
         "added_ttft_p50": percentile(added, 50),
@@ -180,6 +188,7 @@ def phase_stats(results: list[tuple[int, TurnResult]], ttft: float, stream_time:
         "wire_bytes_per_turn": wire / max(1, len(results)),
         "text_bytes_per_turn": text / max(1, len(results)),
         "wire_over_text": wire / text if text else None,
+        "frames_over_text": frames / text if text else None,
         "tokens_per_turn": statistics.fmean([r.tokens for _, r in results]) if results else 0,
     }
 
@@ -227,7 +236,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                                 cpu_before = cpu_seconds(proc.pid)
                                 async with profiled(args.py_spy and round_ == args.rounds, proc.pid,
                                                     RESULTS / f"py-spy-{system}-{sessions}.txt"):
-                                    results = await chainlit_phase(url, sessions, args.turns, tag, system)
+                                    results = await chainlit_phase(url, sessions, args.turns, tag, system,
+                                                                   compress=not args.no_compress)
                             seconds = time.perf_counter() - started
                             calls = (await fixture_stats(fixture_url, http))["calls"]
                             stats = phase_stats(results, args.ttft, stream_time)
@@ -243,7 +253,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                             print(f"round {round_} {system:8} {sessions:3} sessions: added TTFT p50 "
                                   f"{stats['added_ttft_p50']:.1f} p99 {stats['added_ttft_p99']:.1f} ms, last-token lag "
                                   f"p50 {stats['last_token_lag_p50']:.1f} ms, wire/text "
-                                  f"{stats['wire_over_text'] or 0:.1f}, server CPU/turn "
+                                  f"{stats['wire_over_text'] or 0:.1f} (frames "
+                                  f"{stats['frames_over_text'] or 0:.1f}), server CPU/turn "
                                   f"{stats.get('server_cpu_ms_per_turn', 0):.1f} ms", flush=True)
     return {"config": vars(args), "phases": phases, "summary": summarise(phases)}
 
@@ -251,7 +262,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
 def summarise(phases: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Median over rounds of each figure, per system and number of sessions."""
     keys = ("added_ttft_p50", "added_ttft_p99", "first_turn_p50", "later_turns_p50", "last_token_lag_p50",
-            "last_token_lag_p99", "wire_over_text", "wire_bytes_per_turn", "text_bytes_per_turn",
+            "last_token_lag_p99", "wire_over_text", "frames_over_text", "wire_bytes_per_turn", "text_bytes_per_turn",
             "model_calls_per_turn", "server_cpu_ms_per_turn")
     out = []
     for system in dict.fromkeys(p["system"] for p in phases):
@@ -278,15 +289,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patched-env", nargs="*", default=[], metavar="KEY=VALUE",
                         help="system 'patched': extra environment (e.g. ENSEMBLE_MEMORY__ENABLED=false)")
     parser.add_argument("--wait-quiet", type=float, default=0, help="wait up to this many seconds for load <= 1.5")
+    parser.add_argument("--no-compress", action="store_true", help="clients offer no websocket compression")
     parser.add_argument("--py-spy", action="store_true", help="profile the servers in the last round")
     parser.add_argument("--name", default="chainlit_load")
     args = parser.parse_args(argv)
     results = asyncio.run(main_async(args))
     rows = [[s["system"], s["sessions"], s["added_ttft_p50"], s["added_ttft_p99"], s["first_turn_p50"],
              s["later_turns_p50"], s["last_token_lag_p50"], s["last_token_lag_p99"], s["wire_over_text"] or 0.0,
-             s["server_cpu_ms_per_turn"], s["model_calls_per_turn"]] for s in results["summary"]]
+             s["frames_over_text"] or 0.0, s["server_cpu_ms_per_turn"], s["model_calls_per_turn"]]
+            for s in results["summary"]]
     print(table(["system", "sessions", "added TTFT p50 ms", "p99 ms", "1st turn p50", "later p50",
-                 "last-token lag p50", "p99", "wire/text", "server CPU ms/turn", "model calls/turn"], rows))
+                 "last-token lag p50", "p99", "wire/text", "frames/text", "server CPU ms/turn", "model calls/turn"],
+                rows))
     print("targets at 50 sessions: added TTFT <= 30 ms p50, <= 150 ms p99; wire <= 2x text (median of rounds)")
     print("results:", write_results(args.name, results))
     return 0

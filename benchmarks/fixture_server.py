@@ -1,6 +1,8 @@
 """A benchmark FIXTURE that speaks OpenAI's chat-completions protocol with known timing. Not a model.
 
-It answers every request with canned words after a fixed time to first token (`ttft`) and then one
+It answers every request with words of English prose (a passage of Python's own help text, stdlib
+`pydoc_data`, chosen by the request's text: different per turn like real answers, so that websocket
+compression meets text it has not seen) after a fixed time to first token (`ttft`) and then one
 word every `token_delay` seconds, scheduled against absolute deadlines so that timer slop does not
 accumulate. Its "model time" per call is therefore known: `ttft + n * token_delay`.
 
@@ -21,24 +23,35 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import re
 import sys
 import time
 import uuid
+import zlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from aiohttp import web
 
-WORDS = " ".join(
-    [
-        "The quick brown fox jumps over the lazy dog while seven wizards quietly box jugs of liquor,",
-        "and a benchmark fixture keeps streaming plain words at a fixed pace so that every delay is known",
-    ]
-).split()
 DELEGATE = re.compile(r"delegate to (\w+)", re.I)
 TAG = re.compile(r"\[tag:([\w-]{1,64})\]")
+
+
+@functools.cache
+def corpus() -> tuple[str, ...]:
+    """The words of Python's help topics (~65k words of English prose and examples)."""
+    from pydoc_data.topics import topics
+
+    return tuple(" ".join(topics[key] for key in sorted(topics)).split())
+
+
+def passage(seed: str, count: int) -> list[str]:
+    """`count` consecutive words of the corpus, from a place chosen by `seed`."""
+    words = corpus()
+    start = zlib.crc32(seed.encode()) % (len(words) - count) if count < len(words) else 0
+    return [words[(start + i) % len(words)] for i in range(count)]
 
 
 @dataclass
@@ -101,7 +114,7 @@ def plan_reply(body: dict[str, Any], timing: Timing) -> tuple[str, Any]:
     if body.get("response_format") and body["response_format"].get("type") != "text":
         tasks = [{"specialist": target, "request": user}] if target else []
         return "json", json.dumps({"tasks": tasks})
-    words = [WORDS[i % len(WORDS)] for i in range(timing.tokens)]
+    words = passage(user, timing.tokens)
     tag = TAG.search(user)
     if tag and words:
         words[0] = f"[echo:{tag.group(1)}]"

@@ -37,9 +37,11 @@ def orchestration(data: dict[str, Any]) -> str:
 def load_table(data: dict[str, Any]) -> str:
     rows = [[s["system"], s["sessions"], s["added_ttft_p50"], s["added_ttft_p99"], s["first_turn_p50"],
              s["later_turns_p50"], s["last_token_lag_p50"], s["wire_over_text"] or float("nan"),
-             s.get("server_cpu_ms_per_turn", float("nan")), s["model_calls_per_turn"]] for s in data["summary"]]
+             s.get("frames_over_text") or float("nan"), s.get("server_cpu_ms_per_turn", float("nan")),
+             s["model_calls_per_turn"]] for s in data["summary"]]
     return table(["system", "sessions", "added TTFT p50 ms", "p99 ms", "first turn p50", "later turns p50",
-                  "last-token lag p50 ms", "wire/text", "server CPU ms/turn", "model calls/turn"], rows)
+                  "last-token lag p50 ms", "wire/text", "frames/text", "server CPU ms/turn", "model calls/turn"],
+                 rows)
 
 
 def memory_table(data: dict[str, Any]) -> str:

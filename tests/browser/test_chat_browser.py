@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.browser.conftest import RunningApp, login, send
+from tests.browser.conftest import USERS, RunningApp, login, send
 
 pytestmark = [pytest.mark.browser, pytest.mark.llm]
 
@@ -50,3 +50,25 @@ def test_probes_answer_before_the_ui(app: RunningApp) -> None:
     ready = httpx.get(f"{app.url}/readyz", timeout=5)
     assert ready.status_code == 200 and ready.json()["status"] == "ready"
     assert ready.json()["specialists"]["code"] == "ready"
+
+
+def test_the_browser_socket_is_compressed(app: RunningApp, browser: Any) -> None:
+    """Chromium offers permessage-deflate and the server accepts it: streamed events travel compressed."""
+    context = browser.new_context()
+    page = context.new_page()
+    cdp = context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    handshakes: list[dict[str, Any]] = []
+    cdp.on("Network.webSocketHandshakeResponseReceived", lambda event: handshakes.append(event))
+    page.goto(app.url)
+    page.locator("#email").fill("alice")
+    page.locator("#password").fill(USERS["alice"])
+    page.get_by_role("button", name="Sign In").click()
+    page.locator("#chat-input").wait_for(timeout=30_000)
+    page.wait_for_load_state("networkidle")
+    context.close()
+
+    assert handshakes, "the page opened no websocket"
+    headers = {k.lower(): v for k, v in handshakes[-1]["response"]["headers"].items()}
+    assert handshakes[-1]["response"]["status"] == 101
+    assert "permessage-deflate" in headers.get("sec-websocket-extensions", ""), headers
