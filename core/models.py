@@ -7,9 +7,10 @@ Every OpenAI-compatible server (TabbyAPI, SGLang, vLLM, llama.cpp, OpenAI) is re
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import httpx
+from langchain_core.language_models import LanguageModelInput
 from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
 
@@ -17,6 +18,41 @@ from core.resilience import CircuitBreaker
 from core.settings import ChatEndpoint, Settings
 
 ChatRole = Literal["supervisor", "code", "vision"]
+WIRE_READY = ("messages", "tools")  # request fields LangChain already builds as plain JSON
+
+
+def _plain_json(value: Any) -> bool:
+    """Whether `value` is made only of JSON's own types (what the SDK would send unchanged)."""
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain_json(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_plain_json(v) for v in value)
+    return value is None or isinstance(value, str | int | float | bool)
+
+
+def past_the_sdk_transform(payload: dict[str, Any]) -> dict[str, Any]:
+    """The same request with its plain-JSON `messages` and `tools` sent as `extra_body`.
+
+    The OpenAI SDK walks every request against its typed-dict unions before sending it (~3 ms for
+    20 messages on this machine, growing with the chat); for plain JSON that walk changes nothing.
+    `extra_body` is merged in after it, over empty placeholders that keep each key's place, so the
+    body sent is byte for byte the same. The caller's own `extra_body` entries win.
+    """
+    moved = {key: payload[key] for key in WIRE_READY if isinstance(payload.get(key), list)}
+    moved = {key: value for key, value in moved.items() if _plain_json(value)}
+    if not moved:
+        return payload
+    return {**payload, **{key: [] for key in moved}, "extra_body": {**moved, **(payload.get("extra_body") or {})}}
+
+
+class OpenAICompatibleChat(ChatOpenAI):
+    """`ChatOpenAI` whose requests skip the SDK's client-side walk of already wire-shaped fields."""
+
+    def _get_request_payload(
+        self, input_: LanguageModelInput, *, stop: list[str] | None = None, **kwargs: Any
+    ) -> dict[str, Any]:
+        payload = super()._get_request_payload(input_, stop=stop, **kwargs)
+        return past_the_sdk_transform(payload) if "input" not in payload else payload  # not the Responses API
 
 
 def chat_model(
@@ -27,7 +63,7 @@ def chat_model(
     A completion is not retried once sent (it may have started generating); only a connection that
     could not be opened is retried, once, with backoff, by the HTTP transport given in `http`.
     """
-    return ChatOpenAI(
+    return OpenAICompatibleChat(
         callbacks=[breaker] if breaker is not None else None,
         http_async_client=http,
         base_url=endpoint.base_url,
