@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from core.errors import EnsembleError
+from core.imports import preload_shared_bases
 
 log = logging.getLogger(__name__)
 
@@ -261,6 +262,7 @@ class LocalEmbedder:
         """Begin loading in the background (idempotent); `embed` waits for it."""
         if self._loading is None:
             bundled_model_dir()  # fail now, with a clear message, when the model is not installed
+            preload_shared_bases()
             self._loading = asyncio.create_task(
                 load_encoder(self._cache, threads=self._threads, batch_size=self.batch_size),
                 name="local-embedder-load",

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.errors import EnsembleError
+from core.imports import preload_shared_bases
 from rag.errors import DocumentsUnavailable, EmbeddingMismatch
 
 log = logging.getLogger(__name__)
@@ -168,6 +169,7 @@ class MilvusStore:
             finally:
                 store._opened.set()
 
+        preload_shared_bases()
         threading.Thread(target=run, name="milvus-open", daemon=True).start()
         return store
 
