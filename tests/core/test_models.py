@@ -37,6 +37,14 @@ STREAM = (
     "data: " + CHUNK % '"delta":{},"finish_reason":"stop"' + "\n\ndata: [DONE]\n\n"
 )
 
+COMPLETION = {
+    "id": "c",
+    "object": "chat.completion",
+    "created": 1,
+    "model": "m",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "{}"}, "finish_reason": "stop"}],
+}
+
 
 async def _bodies(llm: ChatOpenAI, bodies: list[bytes]) -> list[bytes]:
     start = len(bodies)
@@ -45,6 +53,7 @@ async def _bodies(llm: ChatOpenAI, bodies: list[bytes]) -> list[bytes]:
     async for _ in llm.bind(response_format={"type": "json_object"}).astream(MESSAGES):
         pass
     await llm.ainvoke(MESSAGES)
+    await llm.bind(response_format={"type": "json_object"}, stream=False).ainvoke(MESSAGES)  # decisions
     return bodies[start:]
 
 
@@ -53,6 +62,8 @@ async def test_requests_are_byte_identical_to_chat_openai() -> None:
 
     def upstream(request: httpx.Request) -> httpx.Response:
         bodies.append(request.content)
+        if b'"stream":true' not in request.content:
+            return httpx.Response(200, json=COMPLETION)
         return httpx.Response(200, text=STREAM, headers={"content-type": "text/event-stream"})
 
     async with httpx.AsyncClient(transport=httpx.MockTransport(upstream)) as http:
@@ -66,9 +77,10 @@ async def test_requests_are_byte_identical_to_chat_openai() -> None:
         expected = await _bodies(plain, bodies)
         sent = await _bodies(ours, bodies)
 
-    assert len(sent) == len(expected) == 3  # tools (streamed), json_object (streamed), plain invoke
+    assert len(sent) == len(expected) == 4  # tools, json_object, plain (streamed); json_object whole
     assert sent == expected
     assert b'"max_tokens":64' in sent[0] and b"image_url" in sent[0] and b"ask_code" in sent[0]
+    assert b'"stream":true' not in sent[3] and b"json_object" in sent[3]
 
 
 def test_only_plain_json_leaves_the_sdk_walk() -> None:
