@@ -69,13 +69,14 @@ def cold_table(data: dict[str, Any]) -> str:
 
 def main() -> int:
     for name, render in (("orchestration", orchestration), ("chainlit_load", load_table),
-                         ("chainlit_load_fast_tokens", load_table), ("sessions_memory", memory_table),
+                         ("chainlit_load_fast_tokens", load_table), ("chainlit_load_long_answers", load_table),
+                         ("chainlit_load_postgres", load_table), ("sessions_memory", memory_table),
                          ("cold_start", cold_table)):
         data = load(name)
         if data is None:
             print(f"<!-- {name}: no results in {Path(RESULTS).name}/ -->\n")
             continue
-        print(f"#### {name}\n\n{render(data)}\n\n{machine_line(data)}\n")
+        print(f"#### Results: {name}\n\n{render(data)}\n\n{machine_line(data)}\n")
     return 0
 
 
