@@ -95,16 +95,21 @@ class ChainlitSession:
         return eio.received_bytes if isinstance(eio, CountingEngineIOClient) else 0
 
     @property
+    def _websocket(self) -> Any:
+        """engine.io's aiohttp websocket, once connected (else None)."""
+        return getattr(self.client.eio, "ws", None)
+
+    @property
     def wire_bytes(self) -> int:
         """TCP payload bytes received on the websocket's connection (frame bytes where the OS does not say)."""
-        ws = getattr(self.client.eio, "ws", None)
+        ws = self._websocket
         received = tcp_bytes_received(ws.get_extra_info("socket")) if ws is not None else None
         return self.frame_bytes if received is None else received
 
     @property
     def compressed(self) -> bool:
         """Whether the server accepted permessage-deflate on this session's websocket."""
-        ws = getattr(self.client.eio, "ws", None)
+        ws = self._websocket
         return bool(ws is not None and ws.compress)
 
     async def connect(self, wait: float = 30.0) -> None:

@@ -38,8 +38,9 @@ def past_the_sdk_transform(payload: dict[str, Any]) -> dict[str, Any]:
     `extra_body` is merged in after it, over empty placeholders that keep each key's place, so the
     body sent is byte for byte the same. The caller's own `extra_body` entries win.
     """
-    moved = {key: payload[key] for key in WIRE_READY if isinstance(payload.get(key), list)}
-    moved = {key: value for key, value in moved.items() if _plain_json(value)}
+    moved = {
+        key: payload[key] for key in WIRE_READY if isinstance(payload.get(key), list) and _plain_json(payload[key])
+    }
     if not moved:
         return payload
     return {**payload, **{key: [] for key in moved}, "extra_body": {**moved, **(payload.get("extra_body") or {})}}
