@@ -12,7 +12,7 @@ from core.local_llm import LocalLLMServer
 from core.settings import LocalLLMSettings
 
 REPO = Path(__file__).resolve().parents[1]
-SPECS = REPO.parent / "shared" / "specs"
+SPECS = REPO / "tests" / "specs"  # upstream specs, copied with their provenance (PROVENANCE.md)
 
 
 def free_port() -> int:
@@ -23,9 +23,8 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def specs_dir() -> Path:
-    """Upstream specs (../shared/specs); tests that need them skip, saying why, where they are absent."""
-    if not SPECS.is_dir():
-        pytest.skip(f"upstream specs not found at {SPECS} (they come with the shared/ folder beside the repo)")
+    """Upstream specs (OpenAPI of TEI and OpenAI, CRD schemas), the repository's own copy."""
+    assert SPECS.is_dir(), f"upstream specs missing at {SPECS}"
     return SPECS
 
 

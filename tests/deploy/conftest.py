@@ -25,7 +25,7 @@ helm = pytest.importorskip(
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
-SPECS = (REPO / ".." / "shared" / "specs").resolve()
+SPECS = REPO / "tests" / "specs"
 CRD_SCHEMAS = SPECS / "crd-schemas"
 ENVS = ("dev", "staging", "prod")
 KUBE_VERSION = "1.33"
@@ -172,8 +172,7 @@ def is_builtin(obj: dict[str, Any]) -> bool:
 
 @pytest.fixture(scope="session")
 def crd_validators() -> Any:
-    if not CRD_SCHEMAS.is_dir():
-        pytest.skip(f"CRD schemas not found at {CRD_SCHEMAS} (the shared specs folder beside the repo)")
+    assert CRD_SCHEMAS.is_dir(), f"CRD schemas missing at {CRD_SCHEMAS}"
     import jsonschema
 
     cache: dict[Path, Any] = {}

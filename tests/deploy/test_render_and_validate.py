@@ -1,5 +1,5 @@
 """Every chart renders for every environment, and every object validates against its schema:
-Kubernetes' own (kubernetes-validate, strict) or the CRD's JSON schema from ../shared/specs."""
+Kubernetes' own (kubernetes-validate, strict) or the CRD's JSON schema from tests/specs."""
 
 from __future__ import annotations
 

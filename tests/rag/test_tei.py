@@ -1,5 +1,5 @@
 """The TEI clients against a local server with TEI's documented shapes; every request body they send is
-validated against TEI's OpenAPI spec (../shared/specs/tei-openapi.json)."""
+validated against TEI's OpenAPI spec (tests/specs/tei-openapi.json)."""
 
 from __future__ import annotations
 
