@@ -12,6 +12,7 @@ COPY core ./core
 COPY agents ./agents
 COPY rag ./rag
 COPY memory ./memory
+COPY accounts ./accounts
 COPY chainlit_app ./chainlit_app
 # The project itself, plus the socket.io client the PostSync smoke test (deploy/smoke_chat.py) speaks.
 RUN pip install . "python-socketio[asyncio_client]>=5.11,<6"

@@ -1,6 +1,7 @@
-"""Ensemble's Chainlit handlers: translate the agent service's events into messages, steps, elements.
+"""Ensemble's Chainlit handlers: translate a turn's typed events into messages, steps, elements.
 
-Run with `ensemble up` (or `chainlit run chainlit_app/app.py`). No agent logic lives here.
+Run with `ensemble up` (or `chainlit run chainlit_app/app.py`). No agent logic lives here: startup
+builds one `agents.runtime.Ensemble`, and every handler asks it.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from fastapi import Depends
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
 
+from accounts.users import UserStore
+from agents.runtime import Ensemble
 from agents.specialists.base import FileRef
-from agents.supervisor.service import (
+from agents.supervisor.events import (
     AnswerToken,
-    EnsembleService,
-    IngestProgress,
+    Decided,
     Notice,
     StepFinished,
     StepStarted,
@@ -34,7 +36,7 @@ from agents.supervisor.service import (
     TurnFinished,
 )
 from chainlit_app import auth
-from chainlit_app.persistence import FILES_ROUTE, EnsembleDataLayer, LocalStorageClient, ensure_schema, history_url
+from chainlit_app.persistence import FILES_ROUTE, EnsembleDataLayer, LocalStorageClient, ensure_schema
 from chainlit_app.render import (
     artifact_elements,
     file_kind,
@@ -44,17 +46,18 @@ from chainlit_app.render import (
     with_source_links,
 )
 from chainlit_app.streaming import TokenBatcher
+from core.databases import history_url
 from core.settings import Settings
-from memory.users import UserStore
+from rag.types import IngestProgress
 
 log = logging.getLogger(__name__)
 LOCAL_USER = "local"  # the single user of an instance without authentication
 
 
-def service() -> EnsembleService:
-    """The service built at startup (kept on the HTTP app's state, FastAPI's place for it)."""
-    ensemble: EnsembleService = http_app.state.ensemble
-    return ensemble
+def ensemble() -> Ensemble:
+    """What startup built (kept on the HTTP app's state, FastAPI's place for it)."""
+    running: Ensemble = http_app.state.ensemble
+    return running
 
 
 async def healthz() -> JSONResponse:
@@ -64,12 +67,12 @@ async def healthz() -> JSONResponse:
 
 async def readyz() -> JSONResponse:
     """Readiness: the service started and its own stores answer; specialists' states for operators."""
-    ensemble: EnsembleService | None = getattr(http_app.state, "ensemble", None)
-    ready = ensemble is not None and await ensemble.stores_ready()
+    running: Ensemble | None = getattr(http_app.state, "ensemble", None)
+    ready = running is not None and await running.stores_ready()
     body = {
         "status": "ready" if ready else "starting",
-        "specialists": ensemble.status() if ensemble else {},
-        "models": ensemble.model_health() if ensemble else {},
+        "specialists": running.status() if running else {},
+        "models": running.model_health() if running else {},
     }
     return JSONResponse(body, status_code=200 if ready else 503)
 
@@ -91,8 +94,8 @@ async def startup() -> None:
     for path, endpoint in (("/healthz", healthz), ("/readyz", readyz), (f"{FILES_ROUTE}/{{key:path}}", stored_file)):
         http_app.router.routes.insert(0, APIRoute(path, endpoint, methods=["GET"]))
     settings = Settings()
-    ensemble = await EnsembleService.start(settings)
-    http_app.state.ensemble = ensemble
+    running = await Ensemble.start(settings)
+    http_app.state.ensemble = running
     if settings.auth.mode != "none" or get_configured_oauth_providers():
         users = await UserStore.from_settings(settings)
         http_app.state.users = users
@@ -100,17 +103,17 @@ async def startup() -> None:
         url = history_url(settings)
         await ensure_schema(url)
         storage = LocalStorageClient(settings.data_dir / "files")
-        layer = EnsembleDataLayer(url, storage, on_delete_thread=ensemble.delete_thread)
+        layer = EnsembleDataLayer(url, storage, on_delete_thread=running.delete_thread)
         http_app.state.storage = storage
         cl.data_layer(lambda: layer)
-    log.info("Ensemble ready; specialists: %s", ensemble.status())
+    log.info("Ensemble ready; specialists: %s", running.status())
 
 
 @cl.on_app_shutdown
 async def shutdown() -> None:
-    ensemble: EnsembleService | None = getattr(http_app.state, "ensemble", None)
-    if ensemble is not None:
-        await ensemble.aclose()
+    running: Ensemble | None = getattr(http_app.state, "ensemble", None)
+    if running is not None:
+        await running.aclose()
     users: UserStore | None = getattr(http_app.state, "users", None)
     if users is not None:
         await users.aclose()
@@ -125,7 +128,7 @@ def current_user_id() -> str:
 
 async def uploaded_files(message: cl.Message, user_id: str, thread_id: str) -> list[FileRef]:
     """The message's files, copied out of Chainlit's session folder (emptied on restart) into the data dir."""
-    settings = service().settings
+    settings = ensemble().settings
     folder = settings.data_dir / "uploads" / safe_name(user_id) / safe_name(thread_id)
     files = []
     for element in message.elements or []:
@@ -172,7 +175,7 @@ async def accept_uploads(message: cl.Message, user_id: str, thread_id: str) -> l
             step.is_error = update.stage == "failed"
         await step.update()
 
-    uploads = await service().accept_uploads(files, user_id=user_id, thread_id=thread_id, progress=progress)
+    uploads = await ensemble().accept_uploads(files, user_id=user_id, thread_id=thread_id, progress=progress)
     for text in uploads.messages:
         await cl.Message(content=text, author="Ensemble").send()
     return list(uploads.accepted)
@@ -217,15 +220,16 @@ async def on_message(message: cl.Message) -> None:
         return batchers[step_id]
 
     try:
-        async for event in service().stream_turn(thread_id=thread_id, user_id=user_id, text=text, files=files):
-            if isinstance(event, AnswerToken):
-                await batchers[""].add(event.text)
-            elif isinstance(event, StepToken):
-                await step_batcher(event.step_id).add(event.text)
-            else:
-                for batcher in batchers.values():
-                    await batcher.flush()
-                await show(event, steps, answer_message)
+        async for event in ensemble().stream_turn(thread_id=thread_id, user_id=user_id, text=text, files=files):
+            match event:
+                case AnswerToken(text=token):
+                    await batchers[""].add(token)
+                case StepToken(step_id=step_id, text=token):
+                    await step_batcher(step_id).add(token)
+                case _:
+                    for batcher in batchers.values():
+                        await batcher.flush()
+                    await show(event, steps, answer_message)
     finally:
         for batcher in batchers.values():
             batcher.cancel()
@@ -248,6 +252,8 @@ async def show(event: TurnEvent, steps: dict[str, cl.Step], answer_message: Call
             step.name = f"{step.name} ({event.seconds:.1f} s)"
             step.elements = artifact_elements(event.artifacts, for_step=True)
             await step.update()
+        case Decided():
+            pass  # who takes the turn shows in its steps
         case Notice(text=text):
             await cl.Message(content=text, author="Ensemble").send()
         case TurnFinished(content=content, artifacts=artifacts):

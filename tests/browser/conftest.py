@@ -62,7 +62,7 @@ def start_app(data: Path, llm_port: int, extra_env: dict[str, str] | None = None
 
 def create_users(data: Path, env: dict[str, str]) -> None:
     for name, password in USERS.items():
-        subprocess.run([sys.executable, "-m", "memory.admin", "create-user", name, "--password-stdin"],
+        subprocess.run([sys.executable, "-m", "chainlit_app.admin", "create-user", name, "--password-stdin"],
                        input=f"{password}\n".encode(), cwd=REPO, env={**env, "ENSEMBLE_DATA_DIR": str(data)},
                        check=True, capture_output=True)
 

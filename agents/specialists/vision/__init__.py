@@ -3,7 +3,7 @@
 import re
 
 from agents.specialists.base import SpecialistSpec
-from agents.specialists.vision.specialist import build
+from agents.specialists.vision.specialist import MODEL, build, check_upload
 
 SPEC = SpecialistSpec(
     name="vision",
@@ -18,5 +18,8 @@ SPEC = SpecialistSpec(
         re.I | re.S,
     ),
     build=build,
+    model_role=MODEL,
     command="/vision",
+    file_kinds=("image",),
+    check_upload=check_upload,
 )
