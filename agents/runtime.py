@@ -30,7 +30,8 @@ from agents.supervisor.service import AgentService
 from agents.supervisor.state import CHECKPOINT_TYPES, RunContext
 from core.databases import checkpoints_location
 from core.errors import EnsembleError
-from core.local_llm import LocalLLMServer
+from core.local_llm import LocalLLMServer, ServerStatus
+from core.logs import quiet_library_noise
 from core.models import ModelClients, model_http_client
 from core.settings import Settings
 from memory import MemoryService, format_memories, open_memory_service
@@ -42,6 +43,7 @@ from rag.types import IngestResult, ProgressCallback
 log = logging.getLogger(__name__)
 
 DOCUMENTS_OFF = "Documents are not available in this deployment (the startup log says why)."
+EMPTY_FILE = "“{name}” is empty (0 bytes): there is nothing in it to read, so it was not added."
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,7 @@ class Ensemble:
     _stack: AsyncExitStack = field(repr=False)
     documents: DocumentService | None = None
     memory: MemoryService | None = None
-    local_llm: LocalLLMServer | None = None  # the embedded model server, when this process runs it
+    local_llm: LocalLLMServer | None = None  # the embedded model server, when this process supervises it
     _background: set[asyncio.Task[Any]] = field(default_factory=set, repr=False)
 
     @classmethod
@@ -102,20 +104,21 @@ class Ensemble:
         recall: Recall | None = None,
         with_documents: bool = True,
         with_memory: bool = True,
-        start_local_llm: bool = False,
     ) -> Ensemble:
         """Build clients, services, specialists and the graph; open the checkpointer.
 
         `models` and `specs` replace the ones built from settings (tests, benchmarks, evaluation; specs
-        may be made at startup); `with_documents`/`with_memory` False leave those features out;
-        `start_local_llm` launches the embedded model server in the background when settings use it.
+        may be made at startup); `with_documents`/`with_memory` False leave those features out. When
+        the settings use the embedded model server (and `models` is not given), it starts in the
+        background and is supervised: until it is ready, /readyz says so and a turn says it is starting.
         """
+        quiet_library_noise()
         specs = all_specs() if specs is None else tuple(specs)
         stack = AsyncExitStack()
         try:
-            local_llm = _launch_local_llm(settings, stack) if start_local_llm else None
+            local_llm = _launch_local_llm(settings, stack) if models is None else None
             http = await stack.enter_async_context(httpx.AsyncClient(timeout=30.0))
-            model_http = await stack.enter_async_context(model_http_client())
+            model_http = await stack.enter_async_context(model_http_client(local_llm))
             models = models or ModelClients.from_settings(settings, model_roles(specs), model_http)
             documents = await _start_documents(settings, http, stack) if with_documents else None
             memory = await _start_memory(settings, stack, documents) if with_memory else None
@@ -197,19 +200,25 @@ class Ensemble:
         progress: ProgressCallback | None = None,
     ) -> Uploads:
         """Check each file with the specialist that reads its kind (images: vision), ingest the others as
-        documents; each refused file gets a message, the others go on."""
+        documents; each refused file, and each that no enabled specialist will read, gets a message."""
         accepted: list[FileRef] = []
         messages: list[str] = []
         documents: list[FileRef] = []
         for file in files:
-            check = self.registry.upload_check(file.kind)
-            if check is None:  # documents, and anything no specialist checks: the ingest says what it takes
+            if file.size == 0:
+                messages.append(EMPTY_FILE.format(name=file.name))
+                continue
+            reader = self.registry.reader_of(file.kind)
+            if reader is None or reader.uploads is None:  # documents, and anything else: the ingest says
                 documents.append(file)
                 continue
             try:
-                accepted.append(await asyncio.to_thread(check, file, self.settings))
+                accepted.append(await asyncio.to_thread(reader.uploads.check, file, self.settings))
             except EnsembleError as exc:
                 messages.append(str(exc))
+                continue
+            if reader.name in self.registry.unavailable:
+                messages.append(reader.uploads.unread.format(name=file.name, hint=reader.enable_hint))
         if documents and self.documents is None:
             messages.append(DOCUMENTS_OFF)
         elif documents:
@@ -255,6 +264,10 @@ class Ensemble:
             status["documents"] = self.documents.store.state  # its store may still be opening
         return status
 
+    def embedded_model(self) -> ServerStatus | None:
+        """The embedded model server's state, when this process supervises one."""
+        return None if self.local_llm is None else self.local_llm.status()
+
     def model_health(self) -> dict[str, str]:
         """Each model role's server: `closed` (healthy), `open` (paused after failures) or `half-open`."""
         return self.models.health()
@@ -265,7 +278,8 @@ class Ensemble:
 
 
 def _launch_local_llm(settings: Settings, stack: AsyncExitStack) -> LocalLLMServer | None:
-    """The embedded model server, started in the background (startup does not wait) when settings use it."""
+    """The embedded model server, started in the background (its self-test takes a few seconds) and
+    supervised, when the settings use it."""
     if not settings.local_llm_active:
         return None
     server = LocalLLMServer(settings.local_llm, settings.data_dir / "local-llm.log")

@@ -46,11 +46,12 @@ from chainlit_app.render import (
     with_source_links,
 )
 from chainlit_app.streaming import TokenBatcher
+from chainlit_app.uploads import upload_file
 from core.databases import history_url
 from core.settings import Settings
 from rag.types import IngestProgress
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("chainlit_app.app")  # chainlit runs this file by path, so __name__ is a path
 LOCAL_USER = "local"  # the single user of an instance without authentication
 
 
@@ -68,12 +69,15 @@ async def healthz() -> JSONResponse:
 async def readyz() -> JSONResponse:
     """Readiness: the service started and its own stores answer; specialists' states for operators."""
     running: Ensemble | None = getattr(http_app.state, "ensemble", None)
-    ready = running is not None and await running.stores_ready()
-    body = {
+    embedded = running.embedded_model() if running else None
+    ready = running is not None and await running.stores_ready() and (embedded is None or embedded.ready)
+    body: dict[str, Any] = {
         "status": "ready" if ready else "starting",
         "specialists": running.status() if running else {},
         "models": running.model_health() if running else {},
     }
+    if embedded is not None:
+        body["embedded_model"] = {"state": embedded.state, "detail": embedded.detail, "restarts": embedded.restarts}
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
@@ -93,6 +97,7 @@ async def startup() -> None:
     # Chainlit serves its UI from a catch-all route, so our routes go in front of it.
     for path, endpoint in (("/healthz", healthz), ("/readyz", readyz), (f"{FILES_ROUTE}/{{key:path}}", stored_file)):
         http_app.router.routes.insert(0, APIRoute(path, endpoint, methods=["GET"]))
+    http_app.router.routes.insert(0, APIRoute("/project/file", upload_file, methods=["POST"]))
     settings = Settings()
     running = await Ensemble.start(settings)
     http_app.state.ensemble = running
@@ -106,7 +111,13 @@ async def startup() -> None:
         layer = EnsembleDataLayer(url, storage, on_delete_thread=running.delete_thread)
         http_app.state.storage = storage
         cl.data_layer(lambda: layer)
-    log.info("Ensemble ready; specialists: %s", running.status())
+    status = running.status()
+    off = sorted(name for name, state in status.items() if state not in ("ready", "opening"))
+    log.info(
+        "Ensemble ready; specialists: %s%s",
+        ", ".join(sorted(set(status) - set(off))),
+        f"; not configured: {', '.join(off)} (how to enable each: /readyz)" if off else "",
+    )
 
 
 @cl.on_app_shutdown

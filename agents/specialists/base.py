@@ -112,6 +112,19 @@ class Services:
 
 
 @dataclass(frozen=True)
+class UploadRule:
+    """How the specialist that reads some kinds of file checks them when they are uploaded.
+
+    `check` runs in a worker thread and returns the file as accepted, or raises an EnsembleError whose
+    message the chat shows; `unread` (with `{name}` and `{hint}`) is said when the specialist is off.
+    """
+
+    kinds: tuple[FileKind, ...]
+    check: Callable[[FileRef, Settings], FileRef]
+    unread: str
+
+
+@dataclass(frozen=True)
 class SpecialistSpec:
     """How the registry knows a specialist.
 
@@ -133,7 +146,4 @@ class SpecialistSpec:
     # that must work whatever the model (e.g. "forget everything").
     routes_directly: bool = False
     aclose: Callable[[Specialist], Awaitable[None]] | None = None
-    # Files of these kinds are checked by `check_upload` when they are uploaded (in a worker thread): it
-    # returns the file as accepted or raises an EnsembleError whose message the chat shows.
-    file_kinds: tuple[FileKind, ...] = ()
-    check_upload: Callable[[FileRef, Settings], FileRef] | None = None
+    uploads: UploadRule | None = None  # the kinds of uploaded file it reads, checked at upload

@@ -6,10 +6,10 @@ Adding a specialist: its package under `agents/specialists/`, and its SPEC in `a
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from agents.specialists.base import FileKind, FileRef, Services, Specialist, SpecialistSpec
+from agents.specialists.base import FileKind, Services, Specialist, SpecialistSpec
 from agents.specialists.code import SPEC as CODE
 from agents.specialists.documents import SPEC as DOCUMENTS
 from agents.specialists.image import SPEC as IMAGE
@@ -17,7 +17,6 @@ from agents.specialists.memory import SPEC as MEMORY
 from agents.specialists.search import SPEC as SEARCH
 from agents.specialists.vision import SPEC as VISION
 from core.models import SUPERVISOR, ModelRole
-from core.settings import Settings
 
 
 def all_specs() -> tuple[SpecialistSpec, ...]:
@@ -87,9 +86,9 @@ class Registry:
         """Switched-off specialists that this message plainly asks for."""
         return [spec for spec in self.unavailable.values() if spec.asks_for.search(text)]
 
-    def upload_check(self, kind: FileKind) -> Callable[[FileRef, Settings], FileRef] | None:
-        """How an uploaded file of `kind` is checked: by the specialist that reads such files, enabled or not."""
-        return next((spec.check_upload for spec in self.specs() if kind in spec.file_kinds), None)
+    def reader_of(self, kind: FileKind) -> SpecialistSpec | None:
+        """The specialist that reads uploaded files of `kind` (enabled or not), if one does."""
+        return next((spec for spec in self.specs() if spec.uploads and kind in spec.uploads.kinds), None)
 
     async def aclose(self) -> None:
         for entry in self.available.values():

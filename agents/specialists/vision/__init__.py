@@ -2,7 +2,8 @@
 
 import re
 
-from agents.specialists.base import SpecialistSpec
+from agents.specialists.base import SpecialistSpec, UploadRule
+from agents.specialists.vision.prompts import UNREAD_IMAGE
 from agents.specialists.vision.specialist import MODEL, build, check_upload
 
 SPEC = SpecialistSpec(
@@ -20,6 +21,5 @@ SPEC = SpecialistSpec(
     build=build,
     model_role=MODEL,
     command="/vision",
-    file_kinds=("image",),
-    check_upload=check_upload,
+    uploads=UploadRule(kinds=("image",), check=check_upload, unread=UNREAD_IMAGE),
 )
