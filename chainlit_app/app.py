@@ -16,7 +16,7 @@ import chainlit as cl
 from chainlit.auth import get_current_user
 from chainlit.oauth_providers import get_configured_oauth_providers
 from chainlit.server import app as http_app
-from fastapi import Depends
+from fastapi import Depends, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
 
@@ -75,9 +75,12 @@ async def readyz() -> JSONResponse:
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
-async def metrics() -> Response:
-    """Prometheus metrics of this process's turns (agents/supervisor/metrics.py)."""
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics of this process's turns (agents/supervisor/metrics.py), for in-cluster scrapers:
+    a request that came through a proxy or load balancer (X-Forwarded-For) is not served."""
     turn_metrics: TurnMetrics | None = getattr(http_app.state, "metrics", None)
+    if "x-forwarded-for" in request.headers:
+        return Response(status_code=404)
     if turn_metrics is None:
         return Response(status_code=503)
     body, content_type = turn_metrics.exposition()

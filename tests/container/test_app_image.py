@@ -215,6 +215,8 @@ def test_app_image_serves_chat_documents_and_metrics_as_non_root(
     metrics = httpx.get(f"{url}/metrics", timeout=5)
     assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
     text = metrics.text
+    # not for the public: through the ALB (which always adds X-Forwarded-For) it is a 404
+    assert httpx.get(f"{url}/metrics", headers={"X-Forwarded-For": "203.0.113.7"}, timeout=5).status_code == 404
     assert re.search(r'^ensemble_turns_total\{outcome="finished"\} 2\.0$', text, re.M), text
     routes = dict(re.findall(r'^ensemble_routing_decisions_total\{specialist="([^"]+)"\} (\S+)$', text, re.M))
     assert float(routes.get("documents", 0)) >= 1 and sum(map(float, routes.values())) >= 2, text

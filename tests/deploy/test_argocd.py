@@ -21,6 +21,7 @@ WAVES = {
         "keda-add-ons-http",
         "kube-prometheus-stack",
         "nvidia-device-plugin",
+        "dcgm-exporter",
         "argo-workflows",
     },
     "1": {"platform", "weight-cache-workflows"},
@@ -73,8 +74,10 @@ def test_multi_source_values_layering(env: str, generated_apps: dict[str, list[A
         assert any(f"/{env}/" in f for f in helm_cfg["valueFiles"]), "every app has an environment layer"
         if "chart" in chart_src:
             assert chart_src["targetRevision"][0].isdigit(), "upstream charts are pinned to a version"
-        auto = app["spec"]["syncPolicy"]["automated"]
-        assert auto["prune"] and auto["selfHeal"]
+        # RollingSync turns auto-sync off and starts each wave's syncs itself (issue 18): `automated` and
+        # its selfHeal would be dead configuration; the retry policy is what its syncs use
+        assert "automated" not in app["spec"]["syncPolicy"]
+        assert app["spec"]["syncPolicy"]["retry"]["limit"] >= 5
         if app["spec"]["destination"]["namespace"] == "ensemble-models":
             labels = app["spec"]["syncPolicy"]["managedNamespaceMetadata"]["labels"]
             assert labels["pod-security.kubernetes.io/enforce"] == "privileged"
