@@ -21,6 +21,7 @@ import pytest
 from tests.conftest import REPO
 
 DEBIAN_BASE = "localhost/debian-python:bookworm"
+DEBIAN_JAVA_BASE = "localhost/debian-python-java:bookworm"
 DEBIAN_PACKAGES = ("python3", "python3-venv", "ca-certificates")
 TOOLS = {"podman": "podman", "buildah": "buildah", "mmdebstrap": "mmdebstrap", "runc": "runc"}
 RUNC = "/usr/sbin/runc"  # crun refuses this machine kind's hybrid cgroups; runc runs
@@ -103,22 +104,34 @@ def podman(tmp_path_factory: pytest.TempPathFactory) -> Podman:
     return Podman(conf)
 
 
-@pytest.fixture(scope="session")
-def debian_base(podman: Podman, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """`localhost/debian-python:bookworm` (Debian 12's Python 3.11), made once and then reused."""
-    if not podman.exists(DEBIAN_BASE):
-        tar = tmp_path_factory.mktemp("rootfs") / "base.tar"
+def debian_image(podman: Podman, tag: str, packages: tuple[str, ...], work: Path) -> str:
+    """A base image made by mmdebstrap from Debian bookworm's packages, once; reused from podman's storage."""
+    if not podman.exists(tag):
+        tar = work / "rootfs.tar"
         started = time.monotonic()
         proc = subprocess.run(
-            ["mmdebstrap", "--variant=minbase", "--include=" + ",".join(DEBIAN_PACKAGES), "bookworm", str(tar)],
-            capture_output=True, text=True, timeout=900,
+            ["mmdebstrap", "--variant=minbase", "--include=" + ",".join(packages), "bookworm", str(tar)],
+            capture_output=True, text=True, timeout=1200,
         )
         if proc.returncode != 0:
             pytest.fail(f"mmdebstrap failed:\n{proc.stderr[-3000:]}")
-        podman.run("import", str(tar), DEBIAN_BASE, timeout=300)
+        podman.run("import", str(tar), tag, timeout=300)
         tar.unlink()
-        podman.timings[DEBIAN_BASE] = time.monotonic() - started
-    return DEBIAN_BASE
+        podman.timings[tag] = time.monotonic() - started
+    return tag
+
+
+@pytest.fixture(scope="session")
+def debian_base(podman: Podman, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """`localhost/debian-python:bookworm`: Debian 12's Python 3.11 with venv."""
+    return debian_image(podman, DEBIAN_BASE, DEBIAN_PACKAGES, tmp_path_factory.mktemp("rootfs"))
+
+
+@pytest.fixture(scope="session")
+def debian_java_base(podman: Podman, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The same with Java 17, which TorchServe's frontend runs on."""
+    return debian_image(podman, DEBIAN_JAVA_BASE, (*DEBIAN_PACKAGES, "openjdk-17-jre-headless"),
+                        tmp_path_factory.mktemp("rootfs"))
 
 
 @dataclass
@@ -153,9 +166,11 @@ def containers(podman: Podman) -> Iterator[list[Container]]:
 
 
 def start(podman: Podman, started: list[Container], image: str, args: Sequence[str],
-          env: dict[str, str], *, name: str, volumes: Sequence[str] = ()) -> Container:
-    """`podman run -d --network host` (servers listen on the host's loopback)."""
-    cmd = ["run", "-d", "--name", name, "--network", "host"]
+          env: dict[str, str], *, name: str, volumes: Sequence[str] = (), ports: Sequence[str] = ()) -> Container:
+    """`podman run -d`: on the host's network (servers listen on its loopback), or, with `ports`
+    (`127.0.0.1:HOST:CONTAINER`), in a network of its own with those ports published."""
+    cmd = ["run", "-d", "--name", name]
+    cmd += [arg for port in ports for arg in ("-p", port)] if ports else ["--network", "host"]
     for key, value in env.items():
         cmd += ["-e", f"{key}={value}"]
     for volume in volumes:
