@@ -45,10 +45,11 @@ from chainlit_app.render import (
     with_source_links,
 )
 from chainlit_app.streaming import TokenBatcher
+from chainlit_app.uploads import upload_file
 from core.settings import Settings
 from memory.users import UserStore
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("chainlit_app.app")  # chainlit runs this file by path, so __name__ is a path
 LOCAL_USER = "local"  # the single user of an instance without authentication
 
 
@@ -66,12 +67,15 @@ async def healthz() -> JSONResponse:
 async def readyz() -> JSONResponse:
     """Readiness: the service started and its own stores answer; specialists' states for operators."""
     ensemble: EnsembleService | None = getattr(http_app.state, "ensemble", None)
-    ready = ensemble is not None and await ensemble.stores_ready()
-    body = {
+    embedded = ensemble.embedded_model() if ensemble else None
+    ready = ensemble is not None and await ensemble.stores_ready() and (embedded is None or embedded.ready)
+    body: dict[str, Any] = {
         "status": "ready" if ready else "starting",
         "specialists": ensemble.status() if ensemble else {},
         "models": ensemble.model_health() if ensemble else {},
     }
+    if embedded is not None:
+        body["embedded_model"] = {"state": embedded.state, "detail": embedded.detail, "restarts": embedded.restarts}
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
@@ -104,6 +108,7 @@ async def startup() -> None:
     routes = (("/healthz", healthz), ("/readyz", readyz), ("/metrics", metrics))
     for path, endpoint in (*routes, (f"{FILES_ROUTE}/{{key:path}}", stored_file)):
         http_app.router.routes.insert(0, APIRoute(path, endpoint, methods=["GET"]))
+    http_app.router.routes.insert(0, APIRoute("/project/file", upload_file, methods=["POST"]))
     settings = Settings()
     ensemble = await EnsembleService.start(settings)
     http_app.state.ensemble = ensemble
@@ -118,7 +123,13 @@ async def startup() -> None:
         layer = EnsembleDataLayer(url, storage, on_delete_thread=ensemble.delete_thread)
         http_app.state.storage = storage
         cl.data_layer(lambda: layer)
-    log.info("Ensemble ready; specialists: %s", ensemble.status())
+    status = ensemble.status()
+    off = sorted(name for name, state in status.items() if state not in ("ready", "opening"))
+    log.info(
+        "Ensemble ready; specialists: %s%s",
+        ", ".join(sorted(set(status) - set(off))),
+        f"; not configured: {', '.join(off)} (how to enable each: /readyz)" if off else "",
+    )
 
 
 @cl.on_app_shutdown
