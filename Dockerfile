@@ -10,17 +10,20 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml ./
 # Dependencies first, in a layer of their own that only pyproject.toml invalidates: the project's own
 # requirements, the `docs` extra, and the socket.io client the PostSync smoke test (deploy/smoke_chat.py) speaks.
 RUN python3 -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['docs']))" > /tmp/requirements.txt \
  && pip install -r /tmp/requirements.txt "python-socketio[asyncio_client]>=5.11,<6"
+COPY README.md ./
 COPY core ./core
 COPY agents ./agents
 COPY rag ./rag
 COPY memory ./memory
 COPY chainlit_app ./chainlit_app
-RUN pip install ".[docs]" && pip check
+# unstructured requires numba and llvmlite (208 MB) only for PDF image layout, which Ensemble never runs (it
+# reads PDFs with PDFium, rag/pdf.py): removed after the dependency check, as scripts/dev does.
+RUN pip install ".[docs]" && pip check && pip uninstall -y numba llvmlite
 
 FROM ${BASE} AS runtime
 ENV PATH=/opt/venv/bin:$PATH \

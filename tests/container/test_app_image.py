@@ -33,7 +33,8 @@ from tests.container.conftest import Container, Podman, start
 from tests.rag.conftest import make_pdf
 
 psycopg = pytest.importorskip("psycopg")
-pytestmark = [pytest.mark.container, pytest.mark.llm, pytest.mark.postgres]
+# a cold build (dependencies from PyPI, 2 shared cores) takes minutes: more than the suite's 300 s
+pytestmark = [pytest.mark.timeout(2400), pytest.mark.container, pytest.mark.llm, pytest.mark.postgres]
 
 ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 IMAGE = "localhost/ensemble:test"

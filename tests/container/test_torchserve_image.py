@@ -25,7 +25,8 @@ from tests.deploy.conftest import elements, layered_values, render_chart
 pytest.importorskip("diffusers", reason="diffusers builds the tiny pipeline: pip install -e '.[imagegen-test]'")
 from tests.specialists.tiny_sdxl import build_tiny_sdxl
 
-pytestmark = [pytest.mark.container, pytest.mark.torchserve]
+# a cold build (dependencies from PyPI, 2 shared cores) takes minutes: more than the suite's 300 s
+pytestmark = [pytest.mark.timeout(2400), pytest.mark.container, pytest.mark.torchserve]
 
 BASE = "localhost/torchserve-cpu:0.12"
 IMAGE = "localhost/ensemble-torchserve-sdxl:test"

@@ -408,7 +408,10 @@ def offline_file_problems(stack: Stack) -> list[str]:
                     problems.append(f"{app.name}: {key} points at the mirror of {ref['repo']}, not {hub_id}")
                 for file in upstream.REFERENCE_LOADS[key]:
                     if not _mirrored(ref, file):
-                        problems.append(f"{app.name}: {key} loads {file}, which the mirror of {ref['repo']} leaves out")
+                        shown = " or ".join(file) if isinstance(file, tuple) else file
+                        problems.append(
+                            f"{app.name}: {key} loads {shown}, which the mirror of {ref['repo']} leaves out"
+                        )
     return problems
 
 

@@ -1,4 +1,4 @@
-"""The app image's Dockerfile, checked structurally (no Docker engine here to build it)."""
+"""The app image's Dockerfile, checked structurally (tests/container builds and runs the image itself)."""
 
 from __future__ import annotations
 
