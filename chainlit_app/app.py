@@ -17,7 +17,7 @@ import chainlit as cl
 from chainlit.auth import get_current_user
 from chainlit.oauth_providers import get_configured_oauth_providers
 from chainlit.server import app as http_app
-from fastapi import Depends
+from fastapi import Depends, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
 
@@ -35,6 +35,7 @@ from agents.supervisor.events import (
     TurnFailed,
     TurnFinished,
 )
+from agents.supervisor.metrics import TurnMetrics
 from chainlit_app import auth
 from chainlit_app.persistence import FILES_ROUTE, EnsembleDataLayer, LocalStorageClient, ensure_schema
 from chainlit_app.render import (
@@ -81,6 +82,18 @@ async def readyz() -> JSONResponse:
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics of this process's turns (agents/supervisor/metrics.py), for in-cluster scrapers:
+    a request that came through a proxy or load balancer (X-Forwarded-For) is not served."""
+    turn_metrics: TurnMetrics | None = getattr(http_app.state, "metrics", None)
+    if "x-forwarded-for" in request.headers:
+        return Response(status_code=404)
+    if turn_metrics is None:
+        return Response(status_code=503)
+    body, content_type = turn_metrics.exposition()
+    return Response(body, media_type=content_type)
+
+
 async def stored_file(key: str, user: Any = Depends(get_current_user)) -> Response:  # noqa: B008
     """An element file (uploaded or generated image, document) of one of the caller's own chats."""
     storage: LocalStorageClient | None = getattr(http_app.state, "storage", None)
@@ -95,12 +108,14 @@ async def stored_file(key: str, user: Any = Depends(get_current_user)) -> Respon
 @cl.on_app_startup
 async def startup() -> None:
     # Chainlit serves its UI from a catch-all route, so our routes go in front of it.
-    for path, endpoint in (("/healthz", healthz), ("/readyz", readyz), (f"{FILES_ROUTE}/{{key:path}}", stored_file)):
+    routes = (("/healthz", healthz), ("/readyz", readyz), ("/metrics", metrics))
+    for path, endpoint in (*routes, (f"{FILES_ROUTE}/{{key:path}}", stored_file)):
         http_app.router.routes.insert(0, APIRoute(path, endpoint, methods=["GET"]))
     http_app.router.routes.insert(0, APIRoute("/project/file", upload_file, methods=["POST"]))
     settings = Settings()
     running = await Ensemble.start(settings)
     http_app.state.ensemble = running
+    http_app.state.metrics = TurnMetrics(circuit_states=running.model_health)
     if settings.auth.mode != "none" or get_configured_oauth_providers():
         users = await UserStore.from_settings(settings)
         http_app.state.users = users
@@ -231,7 +246,8 @@ async def on_message(message: cl.Message) -> None:
         return batchers[step_id]
 
     try:
-        async for event in ensemble().stream_turn(thread_id=thread_id, user_id=user_id, text=text, files=files):
+        turn = ensemble().stream_turn(thread_id=thread_id, user_id=user_id, text=text, files=files)
+        async for event in http_app.state.metrics.observe(turn):
             match event:
                 case AnswerToken(text=token):
                     await batchers[""].add(token)
