@@ -232,9 +232,7 @@ class SupervisorNodes:
             return Command(goto="__end__", update=_answered(write, forwarded))
         return Command(goto="answer", update={"outcomes": outcomes})
 
-    async def answer(
-        self, state: SupervisorState, runtime: Runtime[RunContext]
-    ) -> Command[Literal["__end__"]]:
+    async def answer(self, state: SupervisorState) -> Command[Literal["__end__"]]:
         """Write the final answer, streaming: directly, or from the specialists' reports."""
         assert self._supervisor is not None, "without a supervisor model, `route` ends the turn itself"
         write: Write = get_stream_writer()

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Annotated, Literal, TypedDict
 
 from langchain_core.messages import AnyMessage, HumanMessage
-from langgraph.channels.ephemeral_value import EphemeralValue
+from langgraph.channels import EphemeralValue
 from langgraph.graph.message import add_messages
 
 from agents.specialists.base import FileRef
