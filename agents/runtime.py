@@ -154,7 +154,8 @@ class Ensemble:
     async def stream_turn(
         self, *, thread_id: str, user_id: str, text: str, files: Sequence[FileRef] = ()
     ) -> AsyncIterator[TurnEvent]:
-        """One turn (`AgentService.stream_turn`); after a finished one, memory learns from it in the background."""
+        """One turn (`AgentService.stream_turn`); after a finished one that no command decided, memory
+        learns from it in the background."""
         by_command = False
         async for event in self.agent.stream_turn(thread_id=thread_id, user_id=user_id, text=text, files=files):
             if isinstance(event, Decided):
