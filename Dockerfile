@@ -20,6 +20,7 @@ COPY core ./core
 COPY agents ./agents
 COPY rag ./rag
 COPY memory ./memory
+COPY accounts ./accounts
 COPY chainlit_app ./chainlit_app
 # unstructured requires numba and llvmlite (208 MB) only for PDF image layout, which Ensemble never runs (it
 # reads PDFs with PDFium, rag/pdf.py): removed after the dependency check, as scripts/dev does.

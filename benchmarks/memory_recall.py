@@ -25,9 +25,9 @@ import psycopg
 from pydantic import SecretStr
 
 from benchmarks.common import STARTED, summary, table, wait_for_quiet, write_results
+from core.embeddings import Embedder
 from core.local_embeddings import LocalEmbedder
 from core.settings import MemorySettings, Settings
-from memory.embeddings import Embedder, as_memory_embedder
 from memory.factory import open_memory_service
 
 LOCAL_PG = "postgresql://postgres@127.0.0.1:5432/test"
@@ -82,7 +82,7 @@ async def run_case(
 async def main_async(args: argparse.Namespace, work: Path) -> None:
     if args.max_load > 0:
         wait_for_quiet(args.max_load)
-    embedder = as_memory_embedder(await LocalEmbedder.load())
+    embedder = await LocalEmbedder.load()
     embed_ms = []
     for i in range(args.queries):
         began = time.perf_counter()

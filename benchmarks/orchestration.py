@@ -1,4 +1,4 @@
-"""Per-turn orchestration overhead of the real supervisor graph (EnsembleService), against the fixture.
+"""Per-turn orchestration overhead of the real supervisor graph (agents.runtime.Ensemble), against the fixture.
 
 Framework time per turn = wall time of `stream_turn` minus the fixture's model time for the calls
 that turn made (counted at the fixture). Also: added time to the first answer token, and model calls
@@ -22,7 +22,8 @@ from typing import Any
 
 import httpx
 
-from agents.supervisor.service import AnswerToken, EnsembleService, StepToken, TurnFailed, TurnFinished
+from agents.runtime import Ensemble
+from agents.supervisor.events import AnswerToken, StepToken, TurnFailed, TurnFinished
 from benchmarks.common import RESULTS, fixture, fixture_reset, fixture_stats, summary, table, write_results
 from core.settings import ChatEndpoint, LocalLLMSettings, MemorySettings, Settings
 
@@ -41,7 +42,7 @@ def settings_for(base_url: str, mode: str, data_dir: Path, memory: bool = True) 
     )
 
 
-async def one_turn(service: EnsembleService, http: httpx.AsyncClient, base_url: str, thread: str, text: str,
+async def one_turn(service: Ensemble, http: httpx.AsyncClient, base_url: str, thread: str, text: str,
                    ttft: float) -> dict[str, Any]:
     before = await fixture_stats(base_url, http)
     started = time.perf_counter()
@@ -80,7 +81,7 @@ async def one_turn(service: EnsembleService, http: httpx.AsyncClient, base_url: 
     }
 
 
-async def run_turns(service: EnsembleService, http: httpx.AsyncClient, base_url: str, mode: str, turns: int,
+async def run_turns(service: Ensemble, http: httpx.AsyncClient, base_url: str, mode: str, turns: int,
                     warmup: int, ttft: float) -> dict[str, list[dict[str, Any]]]:
     """Direct and delegated turns interleaved (so that both see the same machine), after warm-up turns."""
     rows: dict[str, list[dict[str, Any]]] = {"direct": [], "delegated": []}
@@ -101,7 +102,7 @@ async def measure_mode(base_url: str, http: httpx.AsyncClient, mode: str, memory
     runs: dict[str, Any] = {}
     variant = mode + ("" if memory else "+no-memory")
     with tempfile.TemporaryDirectory(prefix="ensemble-bench-") as tmp:
-        service = await EnsembleService.start(settings_for(base_url, mode, Path(tmp), memory))
+        service = await Ensemble.start(settings_for(base_url, mode, Path(tmp), memory))
         try:
             await asyncio.sleep(args.settle)  # let startup's background work (model loads, Milvus Lite) finish
             await fixture_reset(base_url, http)

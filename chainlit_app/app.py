@@ -1,6 +1,7 @@
-"""Ensemble's Chainlit handlers: translate the agent service's events into messages, steps, elements.
+"""Ensemble's Chainlit handlers: translate a turn's typed events into messages, steps, elements.
 
-Run with `ensemble up` (or `chainlit run chainlit_app/app.py`). No agent logic lives here.
+Run with `ensemble up` (or `chainlit run chainlit_app/app.py`). No agent logic lives here: startup
+builds one `agents.runtime.Ensemble`, and every handler asks it.
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ from fastapi import Depends, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
 
+from accounts.users import UserStore
+from agents.runtime import Ensemble
 from agents.specialists.base import FileRef
-from agents.supervisor.metrics import TurnMetrics
-from agents.supervisor.service import (
+from agents.supervisor.events import (
     AnswerToken,
-    EnsembleService,
-    IngestProgress,
+    Decided,
     Notice,
     StepFinished,
     StepStarted,
@@ -34,8 +35,9 @@ from agents.supervisor.service import (
     TurnFailed,
     TurnFinished,
 )
+from agents.supervisor.metrics import TurnMetrics
 from chainlit_app import auth
-from chainlit_app.persistence import FILES_ROUTE, EnsembleDataLayer, LocalStorageClient, ensure_schema, history_url
+from chainlit_app.persistence import FILES_ROUTE, EnsembleDataLayer, LocalStorageClient, ensure_schema
 from chainlit_app.render import (
     artifact_elements,
     file_kind,
@@ -46,17 +48,18 @@ from chainlit_app.render import (
 )
 from chainlit_app.streaming import TokenBatcher
 from chainlit_app.uploads import upload_file
+from core.databases import history_url
 from core.settings import Settings
-from memory.users import UserStore
+from rag.types import IngestProgress
 
 log = logging.getLogger("chainlit_app.app")  # chainlit runs this file by path, so __name__ is a path
 LOCAL_USER = "local"  # the single user of an instance without authentication
 
 
-def service() -> EnsembleService:
-    """The service built at startup (kept on the HTTP app's state, FastAPI's place for it)."""
-    ensemble: EnsembleService = http_app.state.ensemble
-    return ensemble
+def ensemble() -> Ensemble:
+    """What startup built (kept on the HTTP app's state, FastAPI's place for it)."""
+    running: Ensemble = http_app.state.ensemble
+    return running
 
 
 async def healthz() -> JSONResponse:
@@ -66,13 +69,13 @@ async def healthz() -> JSONResponse:
 
 async def readyz() -> JSONResponse:
     """Readiness: the service started and its own stores answer; specialists' states for operators."""
-    ensemble: EnsembleService | None = getattr(http_app.state, "ensemble", None)
-    embedded = ensemble.embedded_model() if ensemble else None
-    ready = ensemble is not None and await ensemble.stores_ready() and (embedded is None or embedded.ready)
+    running: Ensemble | None = getattr(http_app.state, "ensemble", None)
+    embedded = running.embedded_model() if running else None
+    ready = running is not None and await running.stores_ready() and (embedded is None or embedded.ready)
     body: dict[str, Any] = {
         "status": "ready" if ready else "starting",
-        "specialists": ensemble.status() if ensemble else {},
-        "models": ensemble.model_health() if ensemble else {},
+        "specialists": running.status() if running else {},
+        "models": running.model_health() if running else {},
     }
     if embedded is not None:
         body["embedded_model"] = {"state": embedded.state, "detail": embedded.detail, "restarts": embedded.restarts}
@@ -110,9 +113,9 @@ async def startup() -> None:
         http_app.router.routes.insert(0, APIRoute(path, endpoint, methods=["GET"]))
     http_app.router.routes.insert(0, APIRoute("/project/file", upload_file, methods=["POST"]))
     settings = Settings()
-    ensemble = await EnsembleService.start(settings)
-    http_app.state.ensemble = ensemble
-    http_app.state.metrics = TurnMetrics(circuit_states=ensemble.model_health)
+    running = await Ensemble.start(settings)
+    http_app.state.ensemble = running
+    http_app.state.metrics = TurnMetrics(circuit_states=running.model_health)
     if settings.auth.mode != "none" or get_configured_oauth_providers():
         users = await UserStore.from_settings(settings)
         http_app.state.users = users
@@ -120,10 +123,10 @@ async def startup() -> None:
         url = history_url(settings)
         await ensure_schema(url)
         storage = LocalStorageClient(settings.data_dir / "files")
-        layer = EnsembleDataLayer(url, storage, on_delete_thread=ensemble.delete_thread)
+        layer = EnsembleDataLayer(url, storage, on_delete_thread=running.delete_thread)
         http_app.state.storage = storage
         cl.data_layer(lambda: layer)
-    status = ensemble.status()
+    status = running.status()
     off = sorted(name for name, state in status.items() if state not in ("ready", "opening"))
     log.info(
         "Ensemble ready; specialists: %s%s",
@@ -134,9 +137,9 @@ async def startup() -> None:
 
 @cl.on_app_shutdown
 async def shutdown() -> None:
-    ensemble: EnsembleService | None = getattr(http_app.state, "ensemble", None)
-    if ensemble is not None:
-        await ensemble.aclose()
+    running: Ensemble | None = getattr(http_app.state, "ensemble", None)
+    if running is not None:
+        await running.aclose()
     users: UserStore | None = getattr(http_app.state, "users", None)
     if users is not None:
         await users.aclose()
@@ -151,7 +154,7 @@ def current_user_id() -> str:
 
 async def uploaded_files(message: cl.Message, user_id: str, thread_id: str) -> list[FileRef]:
     """The message's files, copied out of Chainlit's session folder (emptied on restart) into the data dir."""
-    settings = service().settings
+    settings = ensemble().settings
     folder = settings.data_dir / "uploads" / safe_name(user_id) / safe_name(thread_id)
     files = []
     for element in message.elements or []:
@@ -198,7 +201,7 @@ async def accept_uploads(message: cl.Message, user_id: str, thread_id: str) -> l
             step.is_error = update.stage == "failed"
         await step.update()
 
-    uploads = await service().accept_uploads(files, user_id=user_id, thread_id=thread_id, progress=progress)
+    uploads = await ensemble().accept_uploads(files, user_id=user_id, thread_id=thread_id, progress=progress)
     for text in uploads.messages:
         await cl.Message(content=text, author="Ensemble").send()
     return list(uploads.accepted)
@@ -243,16 +246,17 @@ async def on_message(message: cl.Message) -> None:
         return batchers[step_id]
 
     try:
-        turn = service().stream_turn(thread_id=thread_id, user_id=user_id, text=text, files=files)
+        turn = ensemble().stream_turn(thread_id=thread_id, user_id=user_id, text=text, files=files)
         async for event in http_app.state.metrics.observe(turn):
-            if isinstance(event, AnswerToken):
-                await batchers[""].add(event.text)
-            elif isinstance(event, StepToken):
-                await step_batcher(event.step_id).add(event.text)
-            else:
-                for batcher in batchers.values():
-                    await batcher.flush()
-                await show(event, steps, answer_message)
+            match event:
+                case AnswerToken(text=token):
+                    await batchers[""].add(token)
+                case StepToken(step_id=step_id, text=token):
+                    await step_batcher(step_id).add(token)
+                case _:
+                    for batcher in batchers.values():
+                        await batcher.flush()
+                    await show(event, steps, answer_message)
     finally:
         for batcher in batchers.values():
             batcher.cancel()
@@ -275,6 +279,8 @@ async def show(event: TurnEvent, steps: dict[str, cl.Step], answer_message: Call
             step.name = f"{step.name} ({event.seconds:.1f} s)"
             step.elements = artifact_elements(event.artifacts, for_step=True)
             await step.update()
+        case Decided():
+            pass  # who takes the turn shows in its steps
         case Notice(text=text):
             await cl.Message(content=text, author="Ensemble").send()
         case TurnFinished(content=content, artifacts=artifacts):

@@ -1,6 +1,6 @@
 """Login for the chat: password accounts, an auth proxy's header, or OAuth providers Chainlit knows.
 
-Every way in ends at an account in `memory.users.UserStore`; its opaque id (not the login name)
+Every way in ends at an account in `accounts.users.UserStore`; its opaque id (not the login name)
 is the user id the agent layer sees.
 """
 
@@ -13,8 +13,8 @@ import chainlit as cl
 from chainlit.oauth_providers import get_configured_oauth_providers
 from starlette.datastructures import Headers
 
+from accounts.users import User, UserError, UserStore
 from core.settings import AuthSettings
-from memory.users import User, UserError, UserStore
 
 log = logging.getLogger(__name__)
 

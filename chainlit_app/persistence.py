@@ -19,8 +19,6 @@ from chainlit.data.storage_clients.base import BaseStorageClient
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from core.settings import Settings
-
 FILES_ROUTE = "/files"
 
 # Chainlit 2.12's SQLAlchemy schema (docs.chainlit.io/data-layers/sqlalchemy), with the types each
@@ -59,16 +57,6 @@ _TYPES = {
     "sqlite": {"uuid": "TEXT", "json": "TEXT", "array": "TEXT"},
 }
 _ARRAY_COLUMNS = {"tags", "thread_tags", "step_tags"}
-
-
-def history_url(settings: Settings) -> str:
-    """The async SQLAlchemy URL of the chat-history database."""
-    url = settings.database_url.get_secret_value() if settings.database_url else ""
-    if url.startswith(("postgresql", "postgres")):
-        rest = url.split("://", 1)[1]
-        return f"postgresql+asyncpg://{rest}"
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return f"sqlite+aiosqlite:///{(settings.data_dir / 'history.sqlite').resolve()}"
 
 
 async def ensure_schema(url: str) -> None:

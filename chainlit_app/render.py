@@ -9,8 +9,8 @@ from typing import Any
 
 import chainlit as cl
 
-from agents.specialists.base import FileKind
-from agents.supervisor.service import IngestProgress
+from agents.specialists.base import Artifact, FileKind
+from rag.types import IngestProgress
 
 
 def utc_now() -> str:
@@ -25,23 +25,23 @@ def file_kind(mime: str) -> FileKind:
     return "other"
 
 
-def artifact_elements(artifacts: Iterable[dict[str, Any]], *, for_step: bool) -> list[Any]:
+def artifact_elements(artifacts: Iterable[Artifact], *, for_step: bool) -> list[Any]:
     """Images inline, sources and long code as side panels a click away.
 
     The final answer shows all of them; a step shows only its sources (what it found).
     """
     elements: list[Any] = []
     for artifact in artifacts:
-        kind, name = artifact["kind"], artifact["name"]
-        if for_step and kind != "source":
+        name = artifact.name
+        if for_step and artifact.kind != "source":
             continue
-        if kind == "image" and artifact.get("path"):
-            elements.append(cl.Image(name=name, path=artifact["path"], display="inline"))
-        elif kind == "code" and artifact.get("content"):
-            language = artifact.get("meta", {}).get("language")
-            elements.append(cl.Text(name=name, content=artifact["content"], language=language, display="side"))
-        elif kind == "source":
-            body = "\n\n".join(x for x in (artifact.get("url"), artifact.get("content")) if x)
+        if artifact.kind == "image" and artifact.path:
+            elements.append(cl.Image(name=name, path=artifact.path, display="inline"))
+        elif artifact.kind == "code" and artifact.content:
+            language = artifact.meta.get("language")
+            elements.append(cl.Text(name=name, content=artifact.content, language=language, display="side"))
+        elif artifact.kind == "source":
+            body = "\n\n".join(x for x in (artifact.url, artifact.content) if x)
             elements.append(cl.Text(name=name, content=body, display="side"))
     return elements
 
@@ -63,12 +63,12 @@ def safe_name(name: str) -> str:
     return cleaned[:120] or "file"
 
 
-def with_source_links(content: str, artifacts: Iterable[dict[str, Any]]) -> str:
+def with_source_links(content: str, artifacts: Iterable[Artifact]) -> str:
     """The answer with a `Sources:` line naming each cited passage (documents' [n] markers), so that
     Chainlit links them: side panels open only from names that appear in the message."""
     names = [
-        a["name"] for a in artifacts
-        if a["kind"] == "source" and a.get("meta", {}).get("marker") is not None and a["name"] not in content
+        a.name for a in artifacts
+        if a.kind == "source" and a.meta.get("marker") is not None and a.name not in content
     ]
     if not names:
         return content

@@ -6,8 +6,9 @@ Every OpenAI-compatible server (TabbyAPI, SGLang, vLLM, llama.cpp, OpenAI) is re
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Literal
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 from langchain_core.language_models import LanguageModelInput
@@ -18,7 +19,6 @@ from core.local_llm import LocalLLMServer
 from core.resilience import CircuitBreaker
 from core.settings import ChatEndpoint, Settings
 
-ChatRole = Literal["supervisor", "code", "vision"]
 WIRE_READY = ("messages", "tools")  # request fields LangChain already builds as plain JSON
 
 
@@ -83,10 +83,26 @@ def chat_model(
 
 
 @dataclass(frozen=True)
+class ModelRole:
+    """A chat model that a part of Ensemble needs, by the name it is configured under (ENSEMBLE_<NAME>__...)."""
+
+    name: str
+    # Whether the embedded local model may serve this role while it is not configured (it reads text only).
+    embedded: bool = True
+
+    def __post_init__(self) -> None:
+        if not (self.name.isidentifier() and self.name.islower()) or self.name in Settings.model_fields:
+            raise ValueError(f"model role {self.name!r}: a lower-case name that is not already a setting")
+
+
+SUPERVISOR = ModelRole("supervisor")
+
+
+@dataclass(frozen=True)
 class ModelClient:
     """A chat client with the endpoint it was built from (for prompts, timeouts and messages)."""
 
-    role: ChatRole
+    role: str
     endpoint: ChatEndpoint
     llm: ChatOpenAI
     breaker: CircuitBreaker | None = None
@@ -102,34 +118,37 @@ class ModelClient:
 
 @dataclass(frozen=True)
 class ModelClients:
-    """The chat clients of this deployment, one per role; None where the role is switched off."""
+    """The chat clients of this deployment by role; a role that is switched off has none."""
 
-    supervisor: ModelClient | None
-    code: ModelClient | None
-    vision: ModelClient | None
+    by_role: Mapping[str, ModelClient] = field(default_factory=dict)
 
     @classmethod
-    def from_settings(cls, settings: Settings, http: httpx.AsyncClient | None = None) -> ModelClients:
-        """One client per role; roles served by the same server share its circuit breaker."""
+    def from_settings(
+        cls, settings: Settings, roles: Iterable[ModelRole] = (SUPERVISOR,), http: httpx.AsyncClient | None = None
+    ) -> ModelClients:
+        """One client per role that has a server; roles served by the same server share its circuit breaker."""
         breakers: dict[str, CircuitBreaker] = {}
-
-        def build(role: ChatRole) -> ModelClient | None:
-            endpoint = settings.chat_endpoint(role)
-            if endpoint is None:
-                return None
+        clients: dict[str, ModelClient] = {}
+        for role in roles:
+            endpoint = settings.chat_endpoint(role.name, embedded=role.embedded)
+            if endpoint is None or role.name in clients:
+                continue
             key = endpoint.base_url or ""
             breaker = breakers.setdefault(key, CircuitBreaker(f"The model server at {key}"))
-            return ModelClient(role, endpoint, chat_model(endpoint, breaker=breaker, http=http), breaker)
+            llm = chat_model(endpoint, breaker=breaker, http=http)
+            clients[role.name] = ModelClient(role.name, endpoint, llm, breaker)
+        return cls(clients)
 
-        return cls(supervisor=build("supervisor"), code=build("code"), vision=build("vision"))
+    def get(self, role: ModelRole | str) -> ModelClient | None:
+        return self.by_role.get(role.name if isinstance(role, ModelRole) else role)
+
+    @property
+    def supervisor(self) -> ModelClient | None:
+        return self.get(SUPERVISOR)
 
     def health(self) -> dict[str, str]:
         """Each configured role: its server's circuit state (closed = healthy)."""
-        return {
-            client.role: client.breaker.state if client.breaker else "unknown"
-            for client in (self.supervisor, self.code, self.vision)
-            if client is not None
-        }
+        return {role: client.breaker.state if client.breaker else "unknown" for role, client in self.by_role.items()}
 
 
 def model_http_client(local: LocalLLMServer | None = None) -> httpx.AsyncClient:

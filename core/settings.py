@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import fnmatch
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+from pydantic_settings.sources import PydanticBaseEnvSettingsSource
 
 StructuredOutput = Literal["tools", "json_schema", "json_object"]
 
@@ -193,9 +198,9 @@ class Settings(BaseSettings):
         extra="ignore",
     )
 
-    supervisor: ChatEndpoint = ChatEndpoint()
-    code: ChatEndpoint = ChatEndpoint()
-    vision: ChatEndpoint = ChatEndpoint()
+    # Chat model servers by role: `supervisor`, and each role a specialist names (`SpecialistSpec.model_role`).
+    # Set as ENSEMBLE_<ROLE>__BASE_URL, __MODEL, __API_KEY, __TIMEOUT, ... (ENSEMBLE_CODE__BASE_URL, ...).
+    chat: dict[str, ChatEndpoint] = Field(default_factory=dict)
     embeddings: EmbeddingSettings = EmbeddingSettings()
     image: ImageSettings = ImageSettings()
     search: SearchSettings = SearchSettings()
@@ -216,11 +221,47 @@ class Settings(BaseSettings):
     # Per-model prompt overrides: {"<model glob>": {"<prompt name>": "<text>"}}; first match wins.
     prompts: dict[str, dict[str, str]] = Field(default_factory=dict)
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The usual sources, each of env and `.env` followed by its chat roles (`ENSEMBLE_<ROLE>__...`)."""
+        return (
+            init_settings,
+            env_settings,
+            _ChatRoles(settings_cls, env_settings),
+            dotenv_settings,
+            _ChatRoles(settings_cls, dotenv_settings),
+            file_secret_settings,
+        )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _roles_given_by_name(cls, data: Any) -> Any:
+        """`Settings(supervisor=ChatEndpoint(...))`: a role given by name is a chat endpoint."""
+        if not isinstance(data, dict):
+            return data
+        named = {
+            key: value
+            for key, value in data.items()
+            if key not in cls.model_fields and isinstance(value, ChatEndpoint | dict)
+        }
+        if not named:
+            return data
+        rest = {key: value for key, value in data.items() if key not in named}
+        return {**rest, "chat": {**dict(rest.get("chat") or {}), **named}}
+
     @property
     def local_llm_active(self) -> bool:
         """Whether the embedded llama.cpp server is part of this deployment."""
         if self.local_llm.enabled == "auto":
-            return not self.supervisor.configured
+            supervisor = self.chat.get("supervisor")
+            return supervisor is None or not supervisor.configured
         return self.local_llm.enabled == "on"
 
     def local_chat_endpoint(self) -> ChatEndpoint:
@@ -235,16 +276,16 @@ class Settings(BaseSettings):
             max_tokens=512,
         )
 
-    def chat_endpoint(self, role: Literal["supervisor", "code", "vision"]) -> ChatEndpoint | None:
+    def chat_endpoint(self, role: str, *, embedded: bool = True) -> ChatEndpoint | None:
         """The endpoint that serves `role`, or None when that role is switched off.
 
-        The embedded local model stands in for the text roles (supervisor, code) that are left
-        unset; it cannot see images, so vision stays off until configured.
+        The embedded local model stands in for a role left unset when `embedded` says it can (it
+        reads text only, so a role that needs images passes False and stays off until configured).
         """
-        endpoint: ChatEndpoint = getattr(self, role)
-        if endpoint.configured:
+        endpoint = self.chat.get(role)
+        if endpoint is not None and endpoint.configured:
             return endpoint
-        if role != "vision" and self.local_llm_active:
+        if embedded and self.local_llm_active:
             return self.local_chat_endpoint()
         return None
 
@@ -255,9 +296,37 @@ class Settings(BaseSettings):
                 return overrides[name]
         return default
 
-    @property
-    def sqlite_path(self) -> Path:
-        return self.data_dir / "ensemble.sqlite"
+
+class _ChatRoles(PydanticBaseSettingsSource):
+    """`ENSEMBLE_<ROLE>__<FIELD>` variables of one source whose ROLE is no setting of its own: chat endpoints.
+
+    So a specialist's model role needs no line here: ENSEMBLE_CODE__BASE_URL sets `chat["code"]`.
+    """
+
+    def __init__(self, settings_cls: type[BaseSettings], source: PydanticBaseSettingsSource) -> None:
+        super().__init__(settings_cls)
+        self._source = source
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # everything is read in __call__
+
+    def __call__(self) -> dict[str, Any]:
+        if not isinstance(self._source, PydanticBaseEnvSettingsSource):
+            return {}
+        prefix = self._source.env_prefix.lower()
+        roles: dict[str, dict[str, Any]] = {}
+        for name, value in getattr(self._source, "env_vars", {}).items():
+            role, delimiter, key = name.lower().removeprefix(prefix).partition("__")
+            if (
+                name.lower().startswith(prefix)
+                and delimiter
+                and value is not None
+                and role.isidentifier()
+                and role not in self.settings_cls.model_fields
+                and key in ChatEndpoint.model_fields
+            ):
+                roles.setdefault(role, {})[key] = value
+        return {"chat": roles} if roles else {}
 
 
 def child_environment(**extra: str) -> dict[str, str]:

@@ -1,7 +1,7 @@
 """Create or upgrade Ensemble's database schemas; run by the chart's PreSync Job before new pods start.
 
 Idempotent: every step is its owner's own `setup()`/`create_all`/`CREATE ... IF NOT EXISTS`.
-Steps: the accounts table (memory.users); when SMOKE_USERNAME/SMOKE_PASSWORD are given, the password
+Steps: the accounts table (accounts.users); when SMOKE_USERNAME/SMOKE_PASSWORD are given, the password
 account the PostSync smoke test logs in with (created, or its password reset); Chainlit's chat-history
 tables (chainlit_app.persistence); LangGraph's PostgreSQL store (memory) and checkpointer (conversation
 state). Settings come from the environment through core.settings, as in the app.
@@ -28,9 +28,9 @@ async def migrate() -> list[str]:
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
     from langgraph.store.postgres.aio import AsyncPostgresStore
 
-    from chainlit_app.persistence import ensure_schema, history_url
-    from memory.factory import store_location
-    from memory.users import UserStore
+    from accounts.users import UserStore
+    from chainlit_app.persistence import ensure_schema
+    from core.databases import history_url, memory_location
 
     done = []
     users = await UserStore.from_settings(settings)
@@ -43,9 +43,10 @@ async def migrate() -> list[str]:
             done.append("smoke-test account")
     finally:
         await users.aclose()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)  # where SQLite files go, if any
     await ensure_schema(history_url(settings))
     done.append("chat history")
-    location = store_location(settings)
+    location = memory_location(settings)
     if location.backend == "postgres":
         async with AsyncPostgresStore.from_conn_string(location.target) as store:
             await store.setup()

@@ -1,4 +1,7 @@
-"""Embedding functions behind one small protocol, so any embedder (e.g. the RAG room's) can be swapped in."""
+"""Memory's own embedders (a sentence-transformers directory, or the local model) and their LangChain face.
+
+Any `core.embeddings.Embedder` serves memory: startup hands it the documents' embedder when there is one.
+"""
 
 from __future__ import annotations
 
@@ -6,27 +9,16 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.embeddings import Embeddings
+
+from core.embeddings import Embedder
 
 if TYPE_CHECKING:
     from core.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-@runtime_checkable
-class Embedder(Protocol):
-    """Turns texts into vectors of `dims` floats; async, so I/O or CPU work stays off the event loop."""
-
-    @property
-    def dims(self) -> int: ...
-
-    @property
-    def name(self) -> str: ...
-
-    async def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
 
 
 class EmbedderUnavailable(RuntimeError):
@@ -41,10 +33,10 @@ class SentenceTransformerEmbedder:
 
     def __init__(self, model: Any, path: Path) -> None:
         self._model = model
-        self._path = path
+        self.model_name = path.name if path.name != "model" else path.parent.name
         # sentence-transformers 5 renamed get_sentence_embedding_dimension to get_embedding_dimension.
         dimension = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
-        self._dims = int(dimension())
+        self.dimension = int(dimension())
         self._lock = asyncio.Lock()  # one encode at a time: the model is not made for concurrent calls
 
     @classmethod
@@ -54,20 +46,15 @@ class SentenceTransformerEmbedder:
         log.info("memory: local embedding model loaded from %s", model_path)
         return cls(model, model_path)
 
-    @property
-    def dims(self) -> int:
-        return self._dims
-
-    @property
-    def name(self) -> str:
-        return self._path.name if self._path.name != "model" else self._path.parent.name
-
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts:
             return []
         async with self._lock:
             vectors = await asyncio.to_thread(self._encode, list(texts))
         return vectors
+
+    async def aclose(self) -> None:
+        return None
 
     def _encode(self, texts: list[str]) -> list[list[float]]:
         array = self._model.encode(texts, batch_size=32, normalize_embeddings=True, show_progress_bar=False)
@@ -104,51 +91,9 @@ async def local_embedder(settings: Settings) -> Embedder:
     from core.local_embeddings import LocalEmbedder, LocalModelUnavailable
 
     try:
-        local = LocalEmbedder(settings.model_cache, threads=settings.embeddings.local_threads).start()
+        return LocalEmbedder(settings.model_cache, threads=settings.embeddings.local_threads).start()
     except LocalModelUnavailable as exc:
         raise EmbedderUnavailable(str(exc)) from exc
-    return as_memory_embedder(local)
-
-
-class _Renamed:
-    """An embedder that says `dimension`/`model_name` (e.g. the documents room's) seen as an `Embedder`."""
-
-    def __init__(self, inner: Any, dims: int, name: str) -> None:
-        self._inner = inner
-        self._dims = dims
-        self._name = name
-
-    @property
-    def dims(self) -> int:
-        return self._dims
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        return list(await self._inner.embed(texts))
-
-    async def aclose(self) -> None:
-        """Close the wrapped embedder; only for one memory built itself (the owner closes a shared one)."""
-        close = getattr(self._inner, "aclose", None)
-        if close is not None:
-            await close()
-
-
-def as_memory_embedder(embedder: object) -> Embedder:
-    """`embedder` as memory's `Embedder`: as is, or adapted from `dimension` + `model_name` + `embed`.
-
-    Lets startup hand memory the embedder the documents room already built (TEI, OpenAI or local)
-    instead of loading a second model; the caller keeps owning (and closing) it.
-    """
-    if isinstance(embedder, Embedder):
-        return embedder
-    dims = getattr(embedder, "dimension", None)
-    embed = getattr(embedder, "embed", None)
-    if not isinstance(dims, int) or dims <= 0 or not callable(embed):
-        raise TypeError(f"{type(embedder).__name__} is not an embedder (needs dimension and async embed)")
-    return _Renamed(embedder, dims, str(getattr(embedder, "model_name", "") or type(embedder).__name__))
 
 
 class LangChainEmbeddings(Embeddings):

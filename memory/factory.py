@@ -2,7 +2,7 @@
 
 - Default: LangGraph's `AsyncSqliteStore` in `data_dir/memory.sqlite` (sqlite-vec index where Python's
   sqlite3 can load extensions).
-- `postgresql://…` (ENSEMBLE_MEMORY__URL, or ENSEMBLE_DATABASE_URL when that is PostgreSQL):
+- `postgresql://…` (ENSEMBLE_MEMORY__URL, or ENSEMBLE_DATABASE_URL when that is PostgreSQL; see core.databases):
   `AsyncPostgresStore`, with a pgvector index when the server has pgvector.
 - Without a vector index, each memory keeps its embedding and a user's memories (at most
   `max_per_user`) are compared in process ("scan"); without an embedding model (or `vector=off`),
@@ -14,16 +14,15 @@ from __future__ import annotations
 import logging
 import sqlite3
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
-from urllib.parse import unquote, urlsplit
 
 import psycopg
 from langgraph.store.base import BaseStore
 
+from core.databases import StoreLocation, memory_location
+from core.embeddings import Embedder
 from core.settings import MemorySettings, Settings
-from memory.embeddings import Embedder, EmbedderUnavailable, LangChainEmbeddings, local_embedder
+from memory.embeddings import EmbedderUnavailable, LangChainEmbeddings, local_embedder
 from memory.service import MemoryService, RecallMode
 
 log = logging.getLogger(__name__)
@@ -31,48 +30,6 @@ log = logging.getLogger(__name__)
 
 class MemoryUnavailable(RuntimeError):
     """The memory store cannot be opened as configured."""
-
-
-@dataclass(frozen=True)
-class StoreLocation:
-    """Where the memory store lives: a SQLite file (or `:memory:`) or a PostgreSQL conninfo URL."""
-
-    backend: Literal["sqlite", "postgres"]
-    target: str
-
-    def __str__(self) -> str:
-        if self.backend == "sqlite":
-            return f"sqlite:{self.target}"
-        parts = urlsplit(self.target)
-        host = parts.hostname or "local socket"
-        return f"postgres:{host}{parts.path}"
-
-
-def store_location(settings: Settings) -> StoreLocation:
-    """The store the settings name: `memory.url`, else a PostgreSQL `database_url`, else a SQLite file."""
-    if settings.memory.url is not None:
-        return parse_store_url(settings.memory.url.get_secret_value())
-    if settings.database_url is not None:
-        url = settings.database_url.get_secret_value()
-        if _scheme(url).startswith("postgres"):
-            return parse_store_url(url)
-    return StoreLocation("sqlite", str(settings.data_dir / "memory.sqlite"))
-
-
-def parse_store_url(url: str) -> StoreLocation:
-    """`postgresql[+driver]://…` or `sqlite[+driver]:///path` (`sqlite://` alone: in memory)."""
-    scheme = _scheme(url)
-    if scheme.startswith("postgres"):
-        return StoreLocation("postgres", "postgresql" + url[len(scheme):])
-    if scheme.startswith("sqlite"):
-        rest = url[len(scheme) + 3 :] if url[len(scheme):].startswith("://") else ""
-        path = unquote(rest[1:] if rest.startswith("/") else rest)
-        return StoreLocation("sqlite", path or ":memory:")
-    raise MemoryUnavailable(f"unsupported memory store URL scheme {scheme!r}: use postgresql:// or sqlite:///")
-
-
-def _scheme(url: str) -> str:
-    return url.split(":", 1)[0].lower()
 
 
 async def open_memory_service(
@@ -87,7 +44,10 @@ async def open_memory_service(
     if not config.enabled:
         log.info("memory: switched off (ENSEMBLE_MEMORY__ENABLED=false)")
         return None
-    location = store_location(settings)
+    try:
+        location = memory_location(settings)
+    except ValueError as exc:
+        raise MemoryUnavailable(str(exc)) from exc
     stack = AsyncExitStack()
     try:
         service = await _open(location, config, embedder, stack, settings)
@@ -109,9 +69,7 @@ async def _open(
     if mode != "keyword" and embedder is None:
         try:
             embedder = await local_embedder(settings)
-            close = getattr(embedder, "aclose", None)
-            if close is not None:
-                stack.push_async_callback(close)
+            stack.push_async_callback(embedder.aclose)  # its own: a shared one is closed by its owner
         except (EmbedderUnavailable, OSError) as exc:
             if config.vector in ("index", "scan"):
                 wanted = f"memory.vector={config.vector}"
@@ -123,7 +81,7 @@ async def _open(
         # Only the memory's text is embedded. The SQLite store reads `text_fields` (and would embed the
         # whole JSON value without it); the PostgreSQL store reads `fields`.
         index = {
-            "dims": embedder.dims,
+            "dims": embedder.dimension,
             "embed": LangChainEmbeddings(embedder),
             "fields": ["text"],
             "text_fields": ["text"],

@@ -5,7 +5,6 @@ from __future__ import annotations
 import array
 import asyncio
 import base64
-import builtins
 import dataclasses
 import hashlib
 import logging
@@ -22,8 +21,8 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage
 from langgraph.store.base import BaseStore, Item, PutOp
 
+from core.embeddings import Embedder
 from core.settings import MemorySettings, StructuredOutput
-from memory.embeddings import Embedder
 from memory.extraction import extract_facts, speaks_of_the_user
 from memory.ids import MEMORY_ROOT, memory_namespace, user_id_from_namespace, validate_user_id
 from memory.matching import keyword_score, same_words, terms
@@ -73,7 +72,7 @@ class MemoryService:
         self._backend = backend
         self._mode: RecallMode = mode
         self._embedder = embedder if mode == "scan" else None  # scan: vectors computed here
-        self._model = embedder.name if embedder is not None and mode != "keyword" else None
+        self._model = embedder.model_name if embedder is not None and mode != "keyword" else None
         self._reindexing: asyncio.Task[int] | None = None
         self._closing = asyncio.Event()
         self._stack = stack
@@ -127,7 +126,7 @@ class MemoryService:
 
     # --- reading -------------------------------------------------------------------------------
 
-    async def list(self, user_id: str) -> builtins.list[Memory]:
+    async def list_memories(self, user_id: str) -> list[Memory]:
         """All of this user's memories, most recently updated first."""
         return [s.memory for s in await self._load(memory_namespace(user_id))]
 
@@ -141,7 +140,7 @@ class MemoryService:
             return None
         return _to_memory(item, None)
 
-    async def recall(self, user_id: str, query: str, k: int | None = None) -> builtins.list[Memory]:
+    async def recall(self, user_id: str, query: str, k: int | None = None) -> list[Memory]:
         """The `k` memories most relevant to `query`, best first (`recall_k` when `k` is None)."""
         limit = self._settings.recall_k if k is None else k
         namespace = memory_namespace(user_id)
@@ -171,18 +170,18 @@ class MemoryService:
 
     # --- writing -------------------------------------------------------------------------------
 
-    async def remember(self, user_id: str, facts: Iterable[Fact | str]) -> builtins.list[Remembered]:
+    async def remember(self, user_id: str, facts: Iterable[Fact | str]) -> list[Remembered]:
         """Store facts about the user. A fact with the same key, the same words or (semantic modes)
         a meaning at least `update_similarity` close updates that memory instead of adding one."""
         namespace = memory_namespace(user_id)
         wanted = [f if isinstance(f, Fact) else Fact(text=f) for f in facts]
-        outcomes: builtins.list[Remembered] = []
+        outcomes: list[Remembered] = []
         async with self._lock(user_id):
             stored = await self._load(namespace)
-            vectors: builtins.list[builtins.list[float] | None] = [None] * len(wanted)
+            vectors: list[list[float] | None] = [None] * len(wanted)
             if self._embedder is not None and wanted:
                 try:
-                    vectors = builtins.list(await self._embedder.embed([fact.text for fact in wanted]))
+                    vectors = list(await self._embedder.embed([fact.text for fact in wanted]))
                 except Exception as exc:  # stored without vectors; the next start's reindex adds them
                     log.warning("memory: embedding failed (%s: %s); no vectors", type(exc).__name__, exc)
             for fact, vector in zip(wanted, vectors, strict=True):
@@ -215,7 +214,7 @@ class MemoryService:
             await self._store.adelete(namespace, target.id)
             return target
 
-    async def forget_matching(self, user_id: str, text: str) -> builtins.list[Memory]:
+    async def forget_matching(self, user_id: str, text: str) -> list[Memory]:
         """Delete this user's memories that `text` describes; returns what was deleted.
 
         A memory matches when it contains every significant word of `text` (or `text` verbatim);
@@ -230,7 +229,7 @@ class MemoryService:
             doomed = [s.memory for s in stored if _describes(wanted, s.memory.text)]
             if not doomed and self.semantic:
                 threshold = self._settings.forget_similarity
-                candidates: builtins.list[tuple[Memory, float | None]]
+                candidates: list[tuple[Memory, float | None]]
                 if self._mode == "index":
                     items = await self._store.asearch(namespace, query=wanted, limit=5)
                     mine = [item for item in items if tuple(item.namespace) == namespace]
@@ -260,7 +259,7 @@ class MemoryService:
         messages: Sequence[BaseMessage],
         *,
         mode: StructuredOutput = "json_object",
-    ) -> builtins.list[Remembered]:
+    ) -> list[Remembered]:
         """Extract facts from a finished turn and remember them. Never raises: meant for a background task."""
         try:
             validate_user_id(user_id)
@@ -314,10 +313,10 @@ class MemoryService:
         async with self._lock(user_id):
             items = await self._store.asearch(namespace, limit=self._settings.max_per_user + 100)
             stale = [i for i in items if tuple(i.namespace) == namespace and not self._embedded(i.value)]
-            vectors: builtins.list[builtins.list[float] | None] = [None] * len(stale)
+            vectors: list[list[float] | None] = [None] * len(stale)
             if self._embedder is not None and stale:
                 texts = [str(i.value.get("text", "")) for i in stale]
-                vectors = builtins.list(await self._embedder.embed(texts))
+                vectors = list(await self._embedder.embed(texts))
             for item, vector in zip(stale, vectors, strict=True):
                 value = {k: v for k, v in item.value.items() if k not in ("vec", "vec_model", "indexed_by")}
                 self._mark_embedded(value, vector)
@@ -336,7 +335,7 @@ class MemoryService:
             log.info("memory: embedded %d older memories for %s recall (%s)", count, self._mode, self._model)
         return count
 
-    def _mark_embedded(self, value: dict[str, Any], vector: builtins.list[float] | None) -> None:
+    def _mark_embedded(self, value: dict[str, Any], vector: list[float] | None) -> None:
         if self._mode == "index":
             value["indexed_by"] = self._model
         elif self._mode == "scan" and vector is not None:
@@ -354,10 +353,10 @@ class MemoryService:
         digest = hashlib.blake2b(user_id.encode("utf-8"), digest_size=4).digest()
         return self._locks[int.from_bytes(digest, "big") % _LOCK_STRIPES]
 
-    async def _load(self, namespace: tuple[str, str]) -> builtins.list[_Stored]:
+    async def _load(self, namespace: tuple[str, str]) -> list[_Stored]:
         """The namespace's memories (newest first) with their embeddings where this model made them."""
         items = await self._store.asearch(namespace, limit=self._settings.max_per_user + 100)
-        model = self._embedder.name if self._embedder is not None else None
+        model = self._embedder.model_name if self._embedder is not None else None
         stored = [
             _Stored(
                 _to_memory(item, None),
@@ -368,7 +367,7 @@ class MemoryService:
         ]
         return sorted(stored, key=lambda s: s.memory.updated_at, reverse=True)
 
-    async def _similar(self, query: str, stored: Sequence[_Stored]) -> builtins.list[tuple[_Stored, float]]:
+    async def _similar(self, query: str, stored: Sequence[_Stored]) -> list[tuple[_Stored, float]]:
         """`stored` ranked by cosine similarity to `query` (embedding any memory that lacks a vector)."""
         if self._embedder is None or not stored:
             return []
@@ -383,7 +382,7 @@ class MemoryService:
         self,
         namespace: tuple[str, str],
         fact: Fact,
-        vector: builtins.list[float] | None,
+        vector: list[float] | None,
         stored: Sequence[_Stored],
     ) -> Memory | None:
         """The memory this fact restates or updates, if any.
@@ -416,7 +415,7 @@ class MemoryService:
         namespace: tuple[str, str],
         memory_id: str,
         value: dict[str, Any],
-        vector: builtins.list[float] | None,
+        vector: list[float] | None,
     ) -> None:
         """Store a memory; if the index's embedder fails, store it unindexed (the next reindex embeds it)."""
         if self._mode == "index":
@@ -434,7 +433,7 @@ class MemoryService:
         self,
         namespace: tuple[str, str],
         text: str,
-        vector: builtins.list[float] | None,
+        vector: list[float] | None,
         stored: Sequence[_Stored],
     ) -> dict[str, float]:
         """Cosine similarity of `text` to the stored memories (the closest ones; none in keyword mode)."""
@@ -458,7 +457,7 @@ class MemoryService:
         exact = await self.get(user_id, ref)
         if exact is not None or len(ref) < 6:
             return exact
-        matches = [m for m in await self.list(user_id) if m.id.startswith(ref)]
+        matches = [m for m in await self.list_memories(user_id) if m.id.startswith(ref)]
         return matches[0] if len(matches) == 1 else None
 
     async def _evict_oldest(self, namespace: tuple[str, str], memories: Sequence[Memory]) -> None:
@@ -506,7 +505,7 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def _unit(vector: Sequence[float]) -> builtins.list[float]:
+def _unit(vector: Sequence[float]) -> list[float]:
     norm = math.sqrt(sum(map(operator.mul, vector, vector)))
     return [x / norm for x in vector] if norm else [0.0 for _ in vector]
 
@@ -530,7 +529,7 @@ def _unpack(packed: object) -> bytes | None:
     return raw if raw and len(raw) % 4 == 0 else None
 
 
-def _dot_scores(query: Sequence[float], rows: Sequence[bytes]) -> builtins.list[float]:
+def _dot_scores(query: Sequence[float], rows: Sequence[bytes]) -> list[float]:
     """Cosine similarity of `query` to each unit-length float32 row (0 for a row of other dimensions)."""
     if not rows:
         return []

@@ -11,29 +11,19 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 
+from core.embeddings import Embedder
 from core.errors import EnsembleError, describe_server_error
 from core.local_embeddings import LOCAL_MODEL_NAME, LocalEmbedder, LocalModelUnavailable
-from core.settings import EmbeddingSettings
+from core.settings import EmbeddingSettings, Endpoint
 
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = {429, 503}
-__all__ = ["LOCAL_MODEL_NAME", "Embedder", "EmbeddingError", "LocalEmbedder", "build_embedder"]
-
-
-class Embedder(Protocol):
-    """Turns texts into unit-length vectors of `dimension` floats."""
-
-    model_name: str
-    dimension: int
-
-    async def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
-
-    async def aclose(self) -> None: ...
+__all__ = ["LOCAL_MODEL_NAME", "Embedder", "EmbeddingError", "JsonModelServer", "LocalEmbedder", "build_embedder"]
 
 
 class EmbeddingError(EnsembleError):
@@ -97,32 +87,69 @@ def _vectors(payload: Any, expected: int, what: str) -> list[list[float]]:
     return [[float(x) for x in v] for v in payload]
 
 
-class TEIEmbedder:
-    """text-embeddings-inference `/embed`: batches of at most the server's `max_client_batch_size`."""
+class JsonModelServer:
+    """A model server spoken to in JSON over HTTP (TEI, an OpenAI-compatible API), through `post_json`."""
 
-    def __init__(self, http: httpx.AsyncClient, settings: EmbeddingSettings, *, backoff: float = 0.5) -> None:
-        assert settings.base_url is not None
+    def __init__(self, http: httpx.AsyncClient, endpoint: Endpoint, what: str, *, backoff: float = 0.5) -> None:
+        assert endpoint.base_url is not None
         self._http = http
-        self._settings = settings
-        self._base = settings.base_url
+        self._base = endpoint.base_url
+        self._timeout = endpoint.timeout
         self._backoff = backoff
-        self._headers = _auth(settings)
-        self.what = f"the embedding server (TEI at {self._base})"
+        key = endpoint.api_key.get_secret_value()
+        self._headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self.what = what
+
+    async def _post(self, path: str, body: dict[str, Any]) -> Any:
+        return await post_json(
+            self._http,
+            f"{self._base}{path}",
+            body,
+            what=self.what,
+            timeout=self._timeout,
+            headers=self._headers,
+            backoff=self._backoff,
+        )
+
+
+class _HttpEmbedder(JsonModelServer):
+    """An embedding server: texts go out in batches of at most `batch_size`."""
+
+    def __init__(self, http: httpx.AsyncClient, settings: EmbeddingSettings, what: str, *, backoff: float) -> None:
+        super().__init__(http, settings, what, backoff=backoff)
+        self._settings = settings
         self.model_name = settings.model
         self.dimension = 0
         self.batch_size = settings.max_batch_size
 
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        out: list[list[float]] = []
+        for start in range(0, len(texts), self.batch_size):
+            out.extend(await self._embed_batch(list(texts[start : start + self.batch_size])))
+        return out
+
+    async def _embed_batch(self, batch: list[str]) -> list[list[float]]:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        return None  # the HTTP client is the caller's
+
+
+class TEIEmbedder(_HttpEmbedder):
+    """text-embeddings-inference `/embed`: batches of at most the server's `max_client_batch_size`."""
+
+    def __init__(self, http: httpx.AsyncClient, settings: EmbeddingSettings, *, backoff: float = 0.5) -> None:
+        super().__init__(http, settings, f"the embedding server (TEI at {settings.base_url})", backoff=backoff)
+
     async def start(self) -> TEIEmbedder:
         """Read the server's model and batch limit from `/info`, and the dimension from one probe."""
         try:
-            response = await self._http.get(
-                f"{self._base}/info", timeout=self._settings.timeout, headers=self._headers
-            )
+            response = await self._http.get(f"{self._base}/info", timeout=self._timeout, headers=self._headers)
             response.raise_for_status()
             info = response.json()
         except (httpx.HTTPError, ValueError) as exc:
             raise EmbeddingError(
-                describe_server_error(exc, what=self.what, timeout=self._settings.timeout)
+                describe_server_error(exc, what=self.what, timeout=self._timeout)
                 or f"{self.what} has no readable /info."
             ) from exc
         self.model_name = str(info.get("model_id") or self._settings.model)
@@ -132,80 +159,33 @@ class TEIEmbedder:
         self.dimension = len((await self.embed(["dimension probe"]))[0])
         return self
 
-    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        out: list[list[float]] = []
-        for start in range(0, len(texts), self.batch_size):
-            out.extend(await self._embed_batch(list(texts[start : start + self.batch_size])))
-        return out
-
     async def _embed_batch(self, batch: list[str]) -> list[list[float]]:
-        body = {"inputs": batch, "normalize": True, "truncate": True}
-        payload = await post_json(
-            self._http,
-            f"{self._base}/embed",
-            body,
-            what=self.what,
-            timeout=self._settings.timeout,
-            headers=self._headers,
-            backoff=self._backoff,
-        )
+        payload = await self._post("/embed", {"inputs": batch, "normalize": True, "truncate": True})
         return _vectors(payload, len(batch), self.what)
 
-    async def aclose(self) -> None:
-        return None
 
-
-class OpenAIEmbedder:
+class OpenAIEmbedder(_HttpEmbedder):
     """An OpenAI-compatible `/v1/embeddings` (TEI serves one too)."""
 
     def __init__(self, http: httpx.AsyncClient, settings: EmbeddingSettings, *, backoff: float = 0.5) -> None:
-        assert settings.base_url is not None
-        self._http = http
-        self._settings = settings
-        base = settings.base_url
-        self._url = f"{base}/embeddings" if base.endswith("/v1") else f"{base}/v1/embeddings"
-        self._backoff = backoff
-        self._headers = _auth(settings)
-        self.what = f"the embedding server at {base}"
-        self.model_name = settings.model
-        self.dimension = 0
-        self.batch_size = settings.max_batch_size
+        super().__init__(http, settings, f"the embedding server at {settings.base_url}", backoff=backoff)
+        self._path = "/embeddings" if self._base.endswith("/v1") else "/v1/embeddings"
 
     async def start(self) -> OpenAIEmbedder:
         self.dimension = len((await self.embed(["dimension probe"]))[0])
         return self
 
-    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
-        out: list[list[float]] = []
-        for start in range(0, len(texts), self.batch_size):
-            batch = list(texts[start : start + self.batch_size])
-            body: dict[str, Any] = {"input": batch, "encoding_format": "float"}
-            if self._settings.model:
-                body["model"] = self._settings.model
-            payload = await post_json(
-                self._http,
-                self._url,
-                body,
-                what=self.what,
-                timeout=self._settings.timeout,
-                headers=self._headers,
-                backoff=self._backoff,
-            )
-            try:
-                rows = sorted(payload["data"], key=lambda row: row["index"])
-                vectors = [row["embedding"] for row in rows]
-            except (KeyError, TypeError) as exc:
-                raise EmbeddingError(f"{self.what} sent an embedding reply of an unexpected shape.") from exc
-            out.extend(_normalise(v) for v in _vectors(vectors, len(batch), self.what))
-        return out
-
-    async def aclose(self) -> None:
-        return None
-
-
-def _auth(settings: EmbeddingSettings) -> dict[str, str]:
-    key = settings.api_key.get_secret_value()
-    return {"Authorization": f"Bearer {key}"} if key else {}
+    async def _embed_batch(self, batch: list[str]) -> list[list[float]]:
+        body: dict[str, Any] = {"input": batch, "encoding_format": "float"}
+        if self._settings.model:
+            body["model"] = self._settings.model
+        payload = await self._post(self._path, body)
+        try:
+            rows = sorted(payload["data"], key=lambda row: row["index"])
+            vectors = [row["embedding"] for row in rows]
+        except (KeyError, TypeError) as exc:
+            raise EmbeddingError(f"{self.what} sent an embedding reply of an unexpected shape.") from exc
+        return [_normalise(v) for v in _vectors(vectors, len(batch), self.what)]
 
 
 def _normalise(vector: list[float]) -> list[float]:

@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 import httpx
 
+from core.databases import milvus_uri
 from core.errors import EnsembleError
 from core.settings import Settings
 from rag import parsing
@@ -525,10 +526,9 @@ async def start(
             embedder = await build_embedder(settings.embeddings, client, settings.model_cache)
         except EnsembleError as exc:
             raise DocumentsUnavailable(f"Documents are unavailable: {exc}") from exc
-        uri = settings.rag.milvus_uri
-        if uri is None:
+        uri = milvus_uri(settings)
+        if settings.rag.milvus_uri is None:  # a Milvus Lite file in the data dir
             settings.data_dir.mkdir(parents=True, exist_ok=True)
-            uri = str((settings.data_dir / "milvus.db").resolve())
         try:
             opener = MilvusStore.opening if background_store else MilvusStore.open
             store = await asyncio.to_thread(

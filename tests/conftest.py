@@ -1,4 +1,4 @@
-"""Fixtures shared by the whole suite: free ports and the real local llama.cpp server."""
+"""Fixtures shared by the whole suite: free ports, the real local llama.cpp server, the machine's PostgreSQL."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from core.local_llm import LocalLLMServer
@@ -13,6 +14,7 @@ from core.settings import LocalLLMSettings
 
 REPO = Path(__file__).resolve().parents[1]
 SPECS = REPO / "tests" / "specs"  # upstream specs, copied with their provenance (PROVENANCE.md)
+LOCAL_PG = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 def free_port() -> int:
@@ -35,6 +37,17 @@ async def local_llm(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[L
     log = tmp_path_factory.mktemp("local-llm") / "server.log"
     async with LocalLLMServer(settings, log):
         yield settings
+
+
+@pytest.fixture(scope="session")
+def local_postgres() -> str:
+    """The machine's PostgreSQL (database `test`), or a skip saying it is unreachable."""
+    try:
+        with psycopg.connect(LOCAL_PG, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        pytest.skip(f"PostgreSQL on 127.0.0.1:5432 (database test) is unreachable: {exc}")
+    return LOCAL_PG
 
 
 @pytest.fixture(scope="session")

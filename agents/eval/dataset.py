@@ -13,6 +13,7 @@ from PIL import Image, ImageDraw
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from agents.specialists.base import FileRef
+from agents.supervisor.state import for_model, user_message
 
 DEFAULT_DATASET = Path(__file__).with_name("sets") / "routing.yaml"
 ANSWER = "answer"  # the label of "the supervisor answers directly" (no hand-off)
@@ -142,14 +143,8 @@ def attach(items: Sequence[Item], directory: Path) -> dict[str, FileRef]:
     return refs
 
 
-def user_message(text: str, files: Sequence[FileRef]) -> HumanMessage:
-    """The user's message as EnsembleService.stream_turn puts it into the chat (with its attachment note)."""
-    note = "" if not files else "\n\n(attached: " + ", ".join(f.name for f in files) + ")"
-    return HumanMessage(content=text + note)
-
-
 def messages_for(item: Item, refs: dict[str, FileRef], history_limit: int) -> list[AnyMessage]:
-    """The chat history the router gets for this item (the graph keeps the last `history_limit`)."""
+    """The chat the router reads for this item, as the graph shows it (the last `history_limit` messages)."""
     messages = [turn.message() for turn in item.history]
     messages.append(user_message(item.text, [refs[name] for name in item.files]))
-    return messages[-history_limit:]
+    return for_model(messages[-history_limit:])

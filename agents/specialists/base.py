@@ -1,7 +1,8 @@
 """What every specialist is: a name, a routing description, how to enable it, and an async `run`.
 
 A specialist module exposes one `SPEC: SpecialistSpec`; `registry.py` lists them all. The
-supervisor only ever sees specialists through `agents.specialists.registry.Registry`.
+supervisor only ever sees specialists through `agents.specialists.registry.Registry`. Specialists
+are built at startup from one typed `Services`, which holds a client for each model role a spec names.
 """
 
 from __future__ import annotations
@@ -10,13 +11,17 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import httpx
 from langchain_core.runnables import RunnableConfig
 
-from core.models import ModelClients
+from core.models import ModelClient, ModelClients, ModelRole
 from core.settings import Settings
+
+if TYPE_CHECKING:  # the services' types only: their packages load when startup builds them
+    from memory.service import MemoryService
+    from rag.service import DocumentService
 
 FileKind = Literal["image", "document", "other"]
 ArtifactKind = Literal["image", "source", "code", "file"]
@@ -79,18 +84,44 @@ class Specialist(Protocol):
     name: str
 
     async def run(self, request: str, ctx: TurnContext, config: RunnableConfig) -> SpecialistResult:
-        """Do the work for `request`; LLM calls pass `config` on so their tokens stream."""
+        """Do the work for `request` (the user's words for it; "" when a bare command named it).
+
+        A model call given `config` streams its tokens to the chat as they come; a call whose
+        tokens must not be shown (e.g. before its links are checked) is made without it.
+        """
         ...
 
 
-@dataclass
-class SpecialistDeps:
-    """What specialists are built from at startup: settings, model clients, one HTTP client."""
+@dataclass(frozen=True)
+class Services:
+    """What specialists are built from at startup, built once by `agents.runtime`.
+
+    `models` holds a client per model role that has a server; `documents` and `memory` are None
+    where that feature is off.
+    """
 
     settings: Settings
-    models: ModelClients
     http: httpx.AsyncClient
-    extras: dict[str, Any] = field(default_factory=dict)  # stores built by other rooms (docs, memory)
+    models: ModelClients = field(default_factory=ModelClients)
+    documents: DocumentService | None = None
+    memory: MemoryService | None = None
+
+    def model(self, role: ModelRole | None) -> ModelClient | None:
+        """The client of `role`, or None (no role, or its server is not configured)."""
+        return None if role is None else self.models.get(role)
+
+
+@dataclass(frozen=True)
+class UploadRule:
+    """How the specialist that reads some kinds of file checks them when they are uploaded.
+
+    `check` runs in a worker thread and returns the file as accepted, or raises an EnsembleError whose
+    message the chat shows; `unread` (with `{name}` and `{hint}`) is said when the specialist is off.
+    """
+
+    kinds: tuple[FileKind, ...]
+    check: Callable[[FileRef, Settings], FileRef]
+    unread: str
 
 
 @dataclass(frozen=True)
@@ -107,9 +138,12 @@ class SpecialistSpec:
     description: str
     enable_hint: str
     asks_for: re.Pattern[str]
-    build: Callable[[SpecialistDeps], Specialist | None]
+    build: Callable[[Services], Specialist | None]
+    # The chat model it needs, by role: startup builds a client for it from ENSEMBLE_<ROLE>__BASE_URL.
+    model_role: ModelRole | None = None
     command: str | None = None  # slash command that routes straight here, e.g. "/code"
     # When True, a message matching `asks_for` is routed here without asking the model: for intents
     # that must work whatever the model (e.g. "forget everything").
     routes_directly: bool = False
     aclose: Callable[[Specialist], Awaitable[None]] | None = None
+    uploads: UploadRule | None = None  # the kinds of uploaded file it reads, checked at upload

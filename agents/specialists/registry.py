@@ -1,23 +1,36 @@
-"""The one list of specialists, and the registry the supervisor routes through."""
+"""The one list of specialists, and the registry the supervisor routes through.
+
+Adding a specialist: its package under `agents/specialists/`, and its SPEC in `all_specs()`.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from agents.specialists.base import Specialist, SpecialistDeps, SpecialistSpec
+from agents.specialists.base import FileKind, Services, Specialist, SpecialistSpec
 from agents.specialists.code import SPEC as CODE
 from agents.specialists.documents import SPEC as DOCUMENTS
 from agents.specialists.image import SPEC as IMAGE
 from agents.specialists.memory import SPEC as MEMORY
 from agents.specialists.search import SPEC as SEARCH
 from agents.specialists.vision import SPEC as VISION
+from core.models import SUPERVISOR, ModelRole
 
 
 def all_specs() -> tuple[SpecialistSpec, ...]:
     """Every specialist Ensemble knows, configured or not."""
     return (CODE, SEARCH, VISION, IMAGE, DOCUMENTS, MEMORY)
+
+
+def model_roles(specs: Iterable[SpecialistSpec]) -> tuple[ModelRole, ...]:
+    """The chat models a deployment needs: the supervisor's, then each role a specialist names, once."""
+    roles = {SUPERVISOR.name: SUPERVISOR}
+    for spec in specs:
+        if spec.model_role is not None:
+            roles.setdefault(spec.model_role.name, spec.model_role)
+    return tuple(roles.values())
 
 
 @dataclass(frozen=True)
@@ -28,22 +41,29 @@ class Entry:
 
 @dataclass(frozen=True)
 class Registry:
-    """Specialists built for this deployment, and those that are switched off (with how to enable them)."""
+    """Specialists built for this deployment, and those that are switched off (with how to enable them).
+
+    The specs come from `all_specs()`, or from the caller: specs made at startup serve as well.
+    """
 
     available: dict[str, Entry]
     unavailable: dict[str, SpecialistSpec]
 
     @classmethod
-    def build(cls, deps: SpecialistDeps, specs: Iterable[SpecialistSpec] | None = None) -> Registry:
+    def build(cls, services: Services, specs: Sequence[SpecialistSpec] | None = None) -> Registry:
         available: dict[str, Entry] = {}
         unavailable: dict[str, SpecialistSpec] = {}
         for spec in all_specs() if specs is None else specs:
-            specialist = spec.build(deps)
+            specialist = spec.build(services)
             if specialist is None:
                 unavailable[spec.name] = spec
             else:
                 available[spec.name] = Entry(spec, specialist)
         return cls(available, unavailable)
+
+    def specs(self) -> list[SpecialistSpec]:
+        """Every spec, available ones first."""
+        return [entry.spec for entry in self.available.values()] + list(self.unavailable.values())
 
     def get(self, name: str) -> Entry | None:
         return self.available.get(name)
@@ -53,7 +73,7 @@ class Registry:
         match = re.match(r"^\s*(/\w+)\b\s*(.*)$", text, re.S)
         if not match:
             return None
-        for spec in [e.spec for e in self.available.values()] + list(self.unavailable.values()):
+        for spec in self.specs():
             if spec.command == match.group(1).lower():
                 return spec, match.group(2).strip()
         return None
@@ -65,6 +85,10 @@ class Registry:
     def unavailable_asked_for(self, text: str) -> list[SpecialistSpec]:
         """Switched-off specialists that this message plainly asks for."""
         return [spec for spec in self.unavailable.values() if spec.asks_for.search(text)]
+
+    def reader_of(self, kind: FileKind) -> SpecialistSpec | None:
+        """The specialist that reads uploaded files of `kind` (enabled or not), if one does."""
+        return next((spec for spec in self.specs() if spec.uploads and kind in spec.uploads.kinds), None)
 
     async def aclose(self) -> None:
         for entry in self.available.values():

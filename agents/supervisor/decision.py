@@ -14,6 +14,7 @@ from typing import Any
 
 import openai
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage
+from langchain_core.runnables import RunnableConfig
 from pydantic import BaseModel, Field, ValidationError
 
 from agents.specialists.base import SpecialistSpec
@@ -30,8 +31,6 @@ from core.settings import Settings
 log = logging.getLogger(__name__)
 
 TOOL_PREFIX = "ask_"
-ANSWER_TAG = "answer"  # tokens of runs tagged so are the user-visible answer
-NOSTREAM_TAG = "nostream"  # LangGraph does not stream tokens of runs tagged so
 
 
 class _TaskModel(BaseModel):
@@ -161,14 +160,22 @@ class Router:
         return system + "\n" + self._settings.prompt("supervisor.route_json", model, ROUTER_JSON_INSTRUCTIONS)
 
     async def decide(
-        self, history: Sequence[AnyMessage], specs: Sequence[SpecialistSpec], user_text: str, memories: str = ""
+        self,
+        history: Sequence[AnyMessage],
+        specs: Sequence[SpecialistSpec],
+        user_text: str,
+        memories: str = "",
+        *,
+        answer: RunnableConfig | None = None,
     ) -> Decision:
+        """The decision on the chat's last message. In `tools` mode the model may answer instead of
+        handing off: that reply's tokens stream through `answer` (a JSON decision never streams)."""
         names = [spec.name for spec in specs]
         limit = self._settings.max_specialists_per_turn
         messages: list[AnyMessage] = [SystemMessage(self._system(specs, memories)), *history]
         for attempt in (1, 2):
             try:
-                reply = await self._ask(messages, specs, names, limit)
+                reply = await self._ask(messages, specs, names, limit, answer or {})
             except openai.LengthFinishReasonError:
                 log.warning("routing decision hit the token limit (attempt %d)", attempt)
                 messages = [*messages, HumanMessage(ROUTER_RETRY_PROMPT.format(error="it was too long"))]
@@ -191,12 +198,17 @@ class Router:
         return Decision(tasks=(), attempts=2, fell_back=True)
 
     async def _ask(
-        self, messages: list[AnyMessage], specs: Sequence[SpecialistSpec], names: list[str], limit: int
+        self,
+        messages: list[AnyMessage],
+        specs: Sequence[SpecialistSpec],
+        names: list[str],
+        limit: int,
+        answer: RunnableConfig,
     ) -> AIMessage:
         llm = self._client.llm
         if self._mode == "tools":
-            runnable = llm.bind_tools(specialist_tools(specs)).with_config(
-                tags=[ANSWER_TAG], run_name="supervisor.route"
+            reply = await llm.bind_tools(specialist_tools(specs)).ainvoke(
+                messages, config={**answer, "run_name": "supervisor.route"}
             )
         else:
             schema = decision_schema(names, limit)
@@ -210,10 +222,9 @@ class Router:
                 response_format = {"type": "json_object", "schema": schema}
             # Nobody reads a JSON decision as it is written: asked for whole, it skips the SDK's
             # per-chunk parsing of structured output (~3 ms of a turn's framework time, benchmark 1).
-            runnable = llm.bind(response_format=response_format, stream=False).with_config(
-                tags=[NOSTREAM_TAG], run_name="supervisor.route"
+            reply = await llm.bind(response_format=response_format, stream=False).ainvoke(
+                messages, config={"run_name": "supervisor.route"}
             )
-        reply = await runnable.ainvoke(messages)
         if not isinstance(reply, AIMessage):  # pragma: no cover - ChatOpenAI always returns one
             raise InvalidDecision("the model returned no message")
         return reply

@@ -3,6 +3,10 @@
 A turn has no open-ended loop: the decision names at most `max_specialists_per_turn` tasks, so a
 turn costs at most that many specialist calls plus two supervisor calls. A single specialist's
 answer is forwarded as the final answer (its tokens already streamed), never re-generated.
+
+Every node reports what happens as typed events (`agents.supervisor.events`) through LangGraph's
+custom stream; a model's tokens become events through a callback bound to the step (or the answer)
+they belong to.
 """
 
 from __future__ import annotations
@@ -12,13 +16,14 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict
 from typing import Any, Literal
 
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables.config import merge_configs
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.config import get_stream_writer
+from langgraph.config import get_config, get_stream_writer
 from langgraph.graph import START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
@@ -26,14 +31,24 @@ from langgraph.types import Command
 
 from agents.specialists.base import SpecialistResult, TurnContext
 from agents.specialists.registry import Registry
-from agents.supervisor.decision import ANSWER_TAG, Router
+from agents.supervisor.decision import Router
+from agents.supervisor.events import (
+    Answer,
+    AnswerToken,
+    Decided,
+    GraphEvent,
+    Notice,
+    StepFinished,
+    StepStarted,
+    StepToken,
+)
 from agents.supervisor.prompts import (
     ANSWER_SYSTEM_PROMPT,
     NOTICE_UNAVAILABLE,
     REPORT_TEMPLATE,
     SYNTHESIS_SYSTEM_PROMPT,
 )
-from agents.supervisor.state import RunContext, SupervisorState, Task, TaskOutcome
+from agents.supervisor.state import RunContext, SupervisorState, Task, TaskOutcome, for_model
 from core.errors import EnsembleError, describe_server_error
 from core.models import ModelClient
 from core.settings import Settings
@@ -48,6 +63,30 @@ NO_SUPERVISOR = (
 
 # Recalls what the app knows about the user, as text for the answer prompt ("" for nothing).
 Recall = Callable[[RunContext, str], Awaitable[str]]
+Write = Callable[[GraphEvent], None]
+
+
+class TokenEvents(BaseCallbackHandler):
+    """Writes each token a model streams as an event: `AnswerToken`, or `StepToken` of one step.
+
+    Synchronous and run inline: LangChain calls it once per token on the event loop's thread.
+    """
+
+    run_inline = True
+
+    def __init__(self, write: Write, step_id: str | None = None) -> None:
+        self._write = write
+        self._step_id = step_id
+
+    def on_llm_new_token(self, token: Any, **kwargs: Any) -> None:
+        if not isinstance(token, str) or not token:
+            return
+        self._write(AnswerToken(token) if self._step_id is None else StepToken(self._step_id, token))
+
+
+def streaming(config: RunnableConfig, write: Write, *, step_id: str | None = None, run_name: str) -> RunnableConfig:
+    """`config` (a node's) for a model call whose tokens the chat shows: as the answer, or in one step."""
+    return merge_configs(config, {"callbacks": [TokenEvents(write, step_id)], "run_name": run_name})
 
 
 def _last_user_text(messages: Sequence[AnyMessage]) -> str:
@@ -55,6 +94,12 @@ def _last_user_text(messages: Sequence[AnyMessage]) -> str:
         if isinstance(message, HumanMessage):
             return message.text
     return ""
+
+
+def _answered(write: Write, message: AIMessage) -> dict[str, Any]:
+    """The state update that ends a turn with `message` as its answer, announced once as `Answer`."""
+    write(Answer(message.text))
+    return {"messages": [message]}
 
 
 class SupervisorNodes:
@@ -75,7 +120,7 @@ class SupervisorNodes:
         self._recall = recall
 
     def _history(self, state: SupervisorState) -> list[AnyMessage]:
-        return list(state.get("messages", []))[-self._settings.history_messages :]
+        return for_model(list(state.get("messages", []))[-self._settings.history_messages :])
 
     def _supervisor_error(self, exc: Exception) -> EnsembleError:
         assert self._supervisor is not None
@@ -89,87 +134,85 @@ class SupervisorNodes:
     async def route(
         self, state: SupervisorState, runtime: Runtime[RunContext]
     ) -> Command[Literal["specialists", "answer", "__end__"]]:
-        """Decide: explicit command, direct answer, or hand-offs."""
-        writer = get_stream_writer()
+        """Decide: a command, an unmistakable phrase, or the model; the tasks carry how they were chosen."""
+        write: Write = get_stream_writer()
+        config = get_config()  # this node's: model calls made with it belong to the node's run
+        started = time.perf_counter()
         text = _last_user_text(state.get("messages", []))
-        notices: list[str] = []
 
         command = self._registry.by_command(text)
         if command is not None:
-            spec, rest = command
-            if spec.name in self._registry.available:
-                return Command(goto="specialists", update={"tasks": [Task(spec.name, rest or text)]})
-            notices.append(NOTICE_UNAVAILABLE.format(title=spec.title, hint=spec.enable_hint))
-            for notice in notices:
-                writer({"event": "notice", "text": notice})
-            return Command(goto="answer", update={"tasks": [], "notices": notices})
+            spec, argument = command
+            available = spec.name in self._registry.available
+            write(Decided((spec.name,) if available else (), "command", time.perf_counter() - started))
+            if available:
+                return Command(goto="specialists", update={"tasks": [Task(spec.name, argument, "command")]})
+            off = AIMessage(content=NOTICE_UNAVAILABLE.format(title=spec.title, hint=spec.enable_hint))
+            return Command(goto="__end__", update=_answered(write, off))  # the notice is the answer: said once
 
-        direct = self._registry.routed_directly(text)
+        direct = self._registry.routed_directly(text)[:1]
         if direct:
-            return Command(goto="specialists", update={"tasks": [Task(spec.name, text) for spec in direct[:1]]})
+            write(Decided((direct[0].name,), "phrase", time.perf_counter() - started))
+            return Command(goto="specialists", update={"tasks": [Task(direct[0].name, text, "phrase")]})
 
-        for spec in self._registry.unavailable_asked_for(text):
-            notices.append(NOTICE_UNAVAILABLE.format(title=spec.title, hint=spec.enable_hint))
+        notices = [
+            NOTICE_UNAVAILABLE.format(title=spec.title, hint=spec.enable_hint)
+            for spec in self._registry.unavailable_asked_for(text)
+        ]
+        if self._router is None:  # the notices, or why there is no other answer, are the answer
+            only = AIMessage(content="\n\n".join(notices) or NO_SUPERVISOR)
+            return Command(goto="__end__", update=_answered(write, only))
         for notice in notices:
-            writer({"event": "notice", "text": notice})
+            write(Notice(notice))
 
         memories = await self._recall(runtime.context, text) if self._recall is not None else ""
         specs = [entry.spec for entry in self._registry.available.values()]
-        if self._router is None or not specs:
-            return Command(goto="answer", update={"tasks": [], "notices": notices, "memories": memories})
+        if not specs:
+            return Command(goto="answer", update={"memories": memories})
+        asked = time.perf_counter()
+        answer = streaming(config, write, run_name="supervisor.route")
         try:
-            decision = await self._router.decide(self._history(state), specs, text, memories)
+            decision = await self._router.decide(self._history(state), specs, text, memories, answer=answer)
         except EnsembleError:
             raise
         except Exception as exc:
             raise self._supervisor_error(exc) from exc
-        writer(
-            {
-                "event": "decision",
-                "tasks": [asdict(t) for t in decision.tasks],
-                "attempts": decision.attempts,
-                "fell_back": decision.fell_back,
-            }
-        )
+        chosen = tuple(task.specialist for task in decision.tasks)
+        seconds = time.perf_counter() - asked
+        write(Decided(chosen, "model", seconds, attempts=decision.attempts, fell_back=decision.fell_back))
         if decision.answer is not None and decision.answer.text.strip():
-            writer({"event": "final", "content": decision.answer.text})
-            return Command(goto="__end__", update={"messages": [decision.answer], "notices": notices})
+            return Command(goto="__end__", update=_answered(write, decision.answer))
         if decision.tasks:
-            return Command(goto="specialists", update={"tasks": list(decision.tasks), "notices": notices})
-        return Command(goto="answer", update={"tasks": [], "notices": notices, "memories": memories})
+            return Command(goto="specialists", update={"tasks": list(decision.tasks)})
+        return Command(goto="answer", update={"memories": memories})
 
     async def specialists(
         self, state: SupervisorState, runtime: Runtime[RunContext]
     ) -> Command[Literal["answer", "__end__"]]:
         """Run the turn's tasks concurrently, each as a visible step."""
-        writer = get_stream_writer()
+        write: Write = get_stream_writer()
+        config = get_config()  # this node's: model calls made with it belong to the node's run
         tasks = list(state.get("tasks", []))
         forward = len(tasks) == 1
         ctx = TurnContext(
             user_id=runtime.context.user_id,
             thread_id=runtime.context.thread_id,
             files=tuple(state.get("files", [])),
-            new_files=tuple(state.get("new_files", [])),
+            new_files=runtime.context.files,
         )
 
         async def run(index: int, task: Task) -> TaskOutcome:
             entry = self._registry.get(task.specialist)
             assert entry is not None, task.specialist
             step_id = f"{task.specialist}-{index}-{uuid.uuid4().hex[:8]}"
-            writer(
-                {
-                    "event": "step_start",
-                    "step_id": step_id,
-                    "specialist": task.specialist,
-                    "title": entry.spec.title,
-                    "input": task.request,
-                }
+            write(StepStarted(step_id, task.specialist, entry.spec.title, task.request))
+            # A forwarded answer streams as the answer; otherwise the step's tokens stay in the step.
+            step_config = streaming(
+                config, write, step_id=None if forward else step_id, run_name=f"specialist.{task.specialist}"
             )
-            tags = [f"step:{step_id}", *([ANSWER_TAG] if forward else [])]
-            config: RunnableConfig = {"tags": tags, "run_name": f"specialist.{task.specialist}"}
             started = time.perf_counter()
             try:
-                result = await entry.specialist.run(task.request, ctx, config)
+                result = await entry.specialist.run(task.request, ctx, step_config)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -180,39 +223,21 @@ class SupervisorNodes:
                 )
                 result = SpecialistResult(content=message, error=True)
             seconds = time.perf_counter() - started
-            writer(
-                {
-                    "event": "step_end",
-                    "step_id": step_id,
-                    "specialist": task.specialist,
-                    "output": result.content,
-                    "error": result.error,
-                    "seconds": seconds,
-                    "artifacts": [asdict(a) for a in result.artifacts],
-                }
-            )
+            write(StepFinished(step_id, task.specialist, result.content, result.error, seconds, result.artifacts))
             return TaskOutcome(task=task, content=result.content, error=result.error, seconds=seconds)
 
         outcomes = list(await asyncio.gather(*(run(i, t) for i, t in enumerate(tasks))))
         if forward:
-            content = outcomes[0].content
-            writer({"event": "final", "content": content})
-            message = AIMessage(content=content, name=outcomes[0].task.specialist)
-            return Command(goto="__end__", update={"outcomes": outcomes, "messages": [message]})
+            forwarded = AIMessage(content=outcomes[0].content, name=outcomes[0].task.specialist)
+            return Command(goto="__end__", update=_answered(write, forwarded))
         return Command(goto="answer", update={"outcomes": outcomes})
 
-    async def answer(self, state: SupervisorState, runtime: Runtime[RunContext]) -> Command[Literal["__end__"]]:
+    async def answer(self, state: SupervisorState) -> Command[Literal["__end__"]]:
         """Write the final answer, streaming: directly, or from the specialists' reports."""
-        writer = get_stream_writer()
+        assert self._supervisor is not None, "without a supervisor model, `route` ends the turn itself"
+        write: Write = get_stream_writer()
+        config = get_config()  # this node's: model calls made with it belong to the node's run
         outcomes: list[TaskOutcome] = list(state.get("outcomes", []))
-        notices = list(state.get("notices", []))
-        text = _last_user_text(state.get("messages", []))
-        command = self._registry.by_command(text)
-        if self._supervisor is None or (command is not None and not outcomes and notices):
-            content = "\n\n".join(notices) if notices else NO_SUPERVISOR
-            writer({"event": "final", "content": content})
-            return Command(goto="__end__", update={"messages": [AIMessage(content=content)]})
-
         model = self._supervisor.model_name
         if outcomes:
             reports = "\n".join(
@@ -226,16 +251,11 @@ class SupervisorNodes:
             template = self._settings.prompt("supervisor.answer", model, ANSWER_SYSTEM_PROMPT)
             system = template.format(memories=f"\n\n{memories}" if memories else "")
         messages: list[AnyMessage] = [SystemMessage(system), *self._history(state)]
-        llm = self._supervisor.llm.with_config(tags=[ANSWER_TAG], run_name="supervisor.answer")
-        parts: list[str] = []
         try:
-            async for chunk in llm.astream(messages):
-                parts.append(chunk.text)
+            reply = await self._supervisor.llm.ainvoke(messages, streaming(config, write, run_name="supervisor.answer"))
         except Exception as exc:
             raise self._supervisor_error(exc) from exc
-        content = "".join(parts).strip()
-        writer({"event": "final", "content": content})
-        return Command(goto="__end__", update={"messages": [AIMessage(content=content)]})
+        return Command(goto="__end__", update=_answered(write, AIMessage(content=reply.text.strip())))
 
 
 def build_graph(

@@ -1,4 +1,4 @@
-"""Prometheus metrics of chat turns, read off the agent service's turn events by one observer.
+"""Prometheus metrics of chat turns, read off a turn's typed events (agents/supervisor/events.py) by one observer.
 
 `TurnMetrics.observe` wraps a turn's event stream and passes every event through unchanged; nothing in
 the graph or the specialists counts anything. The registry is built with the object (at startup),
@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from agents.supervisor.service import (
+from agents.supervisor.events import (
     AnswerToken,
     StepFinished,
     StepStarted,

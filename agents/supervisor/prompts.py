@@ -32,3 +32,5 @@ REPORT_TEMPLATE = """<report specialist="{name}" status="{status}">
 </report>"""
 
 NOTICE_UNAVAILABLE = "{title} is not enabled in this deployment. To enable it, {hint}."
+
+ATTACHED_NOTE = "\n\n(attached: {names})"  # after a user message's text, for the models that read the chat

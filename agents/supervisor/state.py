@@ -1,22 +1,31 @@
-"""Typed state and run context of the supervisor graph."""
+"""Typed state and run context of the supervisor graph, and the user's message as the chat keeps it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Annotated, Any, TypedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated, Literal, TypedDict
 
-from langchain_core.messages import AnyMessage
+from langchain_core.messages import AnyMessage, HumanMessage
+from langgraph.channels import EphemeralValue
 from langgraph.graph.message import add_messages
 
 from agents.specialists.base import FileRef
+from agents.supervisor.prompts import ATTACHED_NOTE
+
+# How the specialists of a turn were chosen: a slash command, an unmistakable phrase, or the model.
+ChosenBy = Literal["command", "phrase", "model"]
+
+ATTACHMENTS = "attachments"  # the message's `additional_kwargs` key: names of the files sent with it
 
 
 @dataclass(frozen=True)
 class Task:
-    """One hand-off: which specialist, with what request."""
+    """One hand-off: which specialist, with what request, chosen how."""
 
     specialist: str
     request: str
+    chosen_by: ChosenBy = "model"
 
 
 @dataclass(frozen=True)
@@ -42,12 +51,11 @@ class SupervisorState(TypedDict, total=False):
 
     messages: Annotated[list[AnyMessage], add_messages]
     files: Annotated[list[FileRef], add_files]
-    # Per turn (reset by every new input):
-    new_files: list[FileRef]
-    tasks: list[Task]
-    outcomes: list[TaskOutcome]
-    notices: list[str]
-    memories: str  # what is recalled about the user for this turn, as prompt text
+    # Handed from one node to the next within a turn; LangGraph clears them after that step, so no
+    # turn sees another's and none outlives its turn.
+    tasks: Annotated[list[Task], EphemeralValue]
+    outcomes: Annotated[list[TaskOutcome], EphemeralValue]
+    memories: Annotated[str, EphemeralValue]  # what is recalled about the user, as prompt text
 
 
 @dataclass(frozen=True)
@@ -56,7 +64,31 @@ class RunContext:
 
     user_id: str
     thread_id: str
-    extras: dict[str, Any] = field(default_factory=dict)
+    files: tuple[FileRef, ...] = ()  # the files attached to this very message
+
+
+def user_message(text: str, files: Sequence[FileRef] = ()) -> HumanMessage:
+    """The user's message as the chat keeps it: their words, and the names of the files sent with it."""
+    if not files:
+        return HumanMessage(content=text)
+    return HumanMessage(content=text, additional_kwargs={ATTACHMENTS: [f.name for f in files]})
+
+
+def attachment_names(message: AnyMessage) -> list[str]:
+    """The names of the files sent with `message` (none for a model's message)."""
+    names = message.additional_kwargs.get(ATTACHMENTS) if isinstance(message, HumanMessage) else None
+    return [str(name) for name in names] if isinstance(names, list) else []
+
+
+def for_model(messages: Sequence[AnyMessage]) -> list[AnyMessage]:
+    """The chat as a model reads it: each user message that came with files says which, after its text."""
+    shown: list[AnyMessage] = []
+    for message in messages:
+        names = attachment_names(message)
+        if names:
+            message = HumanMessage(content=message.text + ATTACHED_NOTE.format(names=", ".join(names)))
+        shown.append(message)
+    return shown
 
 
 # The state's own types that checkpoints may hold (LangGraph's serializer refuses others by default).

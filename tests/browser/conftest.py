@@ -39,8 +39,14 @@ class RunningApp:
 def start_app(data: Path, llm_port: int, extra_env: dict[str, str] | None = None) -> RunningApp:
     """`ensemble up` as a user runs it (reusing the session's local model server), ready to serve."""
     port = free_port()
+    # Chainlit keeps uploads under <app root>/.files and deletes that folder when an app stops: each app
+    # gets an app root of its own (its config linked in), so stopping one never breaks another's uploads.
+    root = data / f"chainlit-root-{port}"
+    root.mkdir()
+    for name in (".chainlit", "chainlit.md"):
+        (root / name).symlink_to(REPO / name)
     env = {**os.environ, "ENSEMBLE_DATA_DIR": str(data), "ENSEMBLE_LOCAL_LLM__PORT": str(llm_port),
-           **(extra_env or {})}
+           "CHAINLIT_APP_ROOT": str(root), **(extra_env or {})}
     log = (data / f"app-{port}.log").open("wb")
     process = subprocess.Popen([sys.executable, "-m", "chainlit_app.cli", "up", "--port", str(port)],
                                cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -62,7 +68,7 @@ def start_app(data: Path, llm_port: int, extra_env: dict[str, str] | None = None
 
 def create_users(data: Path, env: dict[str, str]) -> None:
     for name, password in USERS.items():
-        subprocess.run([sys.executable, "-m", "memory.admin", "create-user", name, "--password-stdin"],
+        subprocess.run([sys.executable, "-m", "chainlit_app.admin", "create-user", name, "--password-stdin"],
                        input=f"{password}\n".encode(), cwd=REPO, env={**env, "ENSEMBLE_DATA_DIR": str(data)},
                        check=True, capture_output=True)
 

@@ -72,7 +72,7 @@ def test_migration_creates_every_schema_and_the_smoke_account_idempotently(
     assert accounts == (1,)
     check = (
         "import asyncio, sys\n"
-        "from memory.users import UserStore\n"
+        "from accounts.users import UserStore\n"
         "async def main():\n"
         "    users = await UserStore.open(sys.argv[1])\n"
         "    try:\n"

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from agents.supervisor.service import AnswerToken, EnsembleService, TurnEvent, TurnFailed, TurnFinished
+from agents.runtime import Ensemble
+from agents.supervisor.events import AnswerToken, TurnEvent, TurnFailed, TurnFinished
 from core.local_llm import LocalLLMServer, describe_exit
 from core.settings import ChatEndpoint, LocalLLMSettings, Settings
 from tests.conftest import free_port
@@ -23,24 +24,24 @@ LONG_CODE_REQUEST = "/code Write a Python module with ten functions, each with a
 
 
 @pytest.fixture
-async def owned(tmp_path: Path) -> AsyncIterator[EnsembleService]:
+async def owned(tmp_path: Path) -> AsyncIterator[Ensemble]:
     """A service that starts and supervises its own embedded server (on a port nobody else uses)."""
     settings = Settings(  # type: ignore[call-arg]
         data_dir=tmp_path, local_llm=LocalLLMSettings(port=free_port(), startup_timeout=120), _env_file=None
     )
-    service = await EnsembleService.start(settings, with_documents=False, with_memory=False)
+    service = await Ensemble.start(settings, with_documents=False, with_memory=False)
     try:
         yield service
     finally:
         await service.aclose()
 
 
-def server_of(service: EnsembleService) -> LocalLLMServer:
+def server_of(service: Ensemble) -> LocalLLMServer:
     assert service.local_llm is not None, "the service supervises the embedded server"
     return service.local_llm
 
 
-async def turn(service: EnsembleService, text: str, thread: str = "t") -> list[TurnEvent]:
+async def turn(service: Ensemble, text: str, thread: str = "t") -> list[TurnEvent]:
     return [e async for e in service.stream_turn(thread_id=thread, user_id="u", text=text)]
 
 
@@ -55,7 +56,7 @@ async def test_a_turn_before_the_server_is_ready_says_it_is_starting(tmp_path: P
     settings = Settings(  # type: ignore[call-arg]
         data_dir=tmp_path, local_llm=LocalLLMSettings(port=free_port()), _env_file=None
     )
-    service = await EnsembleService.start(settings, with_documents=False, with_memory=False)
+    service = await Ensemble.start(settings, with_documents=False, with_memory=False)
     try:
         status = server_of(service).status()
         assert not status.ready and status.state in ("not started", "starting", "self-test"), status
@@ -67,7 +68,7 @@ async def test_a_turn_before_the_server_is_ready_says_it_is_starting(tmp_path: P
         await service.aclose()
 
 
-async def test_sigkill_mid_stream_is_reported_and_the_next_turn_works(owned: EnsembleService) -> None:
+async def test_sigkill_mid_stream_is_reported_and_the_next_turn_works(owned: Ensemble) -> None:
     server = server_of(owned)
     assert await server.wait_ready(120), server.status()
     first_pid = server.pid
@@ -93,7 +94,7 @@ async def test_sigkill_mid_stream_is_reported_and_the_next_turn_works(owned: Ens
     assert "crashed" in history[1][1]
 
 
-async def test_sigill_is_named_with_its_cause_and_the_server_comes_back(owned: EnsembleService) -> None:
+async def test_sigill_is_named_with_its_cause_and_the_server_comes_back(owned: Ensemble) -> None:
     server = server_of(owned)
     assert await server.wait_ready(120), server.status()
     pid = server.pid
@@ -117,7 +118,7 @@ async def test_a_configured_url_that_does_not_answer_is_called_unreachable(tmp_p
     settings = Settings(  # type: ignore[call-arg]
         data_dir=tmp_path, supervisor=ChatEndpoint(base_url=url, model="m", timeout=5), _env_file=None
     )
-    service = await EnsembleService.start(settings, with_documents=False, with_memory=False)
+    service = await Ensemble.start(settings, with_documents=False, with_memory=False)
     try:
         assert service.local_llm is None, "a configured supervisor switches the embedded server off"
         events = await turn(service, "hello")

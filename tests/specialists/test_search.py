@@ -20,9 +20,9 @@ import pytest
 from aiohttp import web
 from pydantic import SecretStr
 
-from agents.specialists.base import SpecialistDeps, TurnContext
+from agents.specialists.base import Services, TurnContext
 from agents.specialists.search import SPEC
-from agents.specialists.search.client import SearchHit, SearxngSearch, TavilySearch
+from agents.specialists.search.client import SearxngSearch, TavilySearch, WebResult
 from agents.specialists.search.specialist import SearchSpecialist, cite_only_results
 from core.models import ModelClient, ModelClients, chat_model
 from core.settings import ChatEndpoint, LocalLLMSettings, SearchSettings, Settings
@@ -348,8 +348,8 @@ async def test_no_results_is_said_plainly(upstream: FakeUpstream, http: httpx.As
 
 
 HITS = [
-    SearchHit("Tokio", "https://tokio.rs/", "Tokio is a runtime."),
-    SearchHit("async-std", "https://async.rs/docs", "async-std docs."),
+    WebResult("Tokio", "https://tokio.rs/", "Tokio is a runtime."),
+    WebResult("async-std", "https://async.rs/docs", "async-std docs."),
 ]
 
 
@@ -439,8 +439,8 @@ async def test_real_local_model_answer_cites_only_result_urls(
 # --- availability --------------------------------------------------------------------------------
 
 
-def _deps(settings: Settings, http: httpx.AsyncClient) -> SpecialistDeps:
-    return SpecialistDeps(settings=settings, models=ModelClients(None, None, None), http=http)
+def _deps(settings: Settings, http: httpx.AsyncClient) -> Services:
+    return Services(settings=settings, http=http)
 
 
 async def test_unavailable_without_key_or_searxng(http: httpx.AsyncClient) -> None:

@@ -16,7 +16,8 @@ import pytest
 from aiohttp import web
 from PIL import Image
 
-from agents.specialists.base import FileRef, SpecialistDeps, TurnContext
+from agents.specialists.base import FileRef, Services, TurnContext
+from agents.specialists.registry import model_roles
 from agents.specialists.vision import SPEC
 from agents.specialists.vision.client import VisionClient
 from agents.specialists.vision.images import ImageLimits, ImageRejected, prepare_image, validate_image
@@ -409,13 +410,12 @@ async def test_unreachable_server(tmp_path: Path) -> None:
 
 async def test_available_only_with_a_vision_server(tmp_path: Path) -> None:
     async with httpx.AsyncClient() as http:
-        off = SpecialistDeps(
-            settings=Settings(_env_file=None), models=ModelClients(None, None, None), http=http
-        )  # type: ignore[call-arg]
+        off = Services(settings=Settings(_env_file=None), http=http)  # type: ignore[call-arg]
         assert SPEC.build(off) is None
         on_settings = Settings(
             vision=ChatEndpoint(base_url="http://sglang:30000/v1", model="llava"), _env_file=None
         )  # type: ignore[call-arg]
-        on = SpecialistDeps(settings=on_settings, models=ModelClients.from_settings(on_settings), http=http)
+        models = ModelClients.from_settings(on_settings, model_roles([SPEC]))
+        on = Services(settings=on_settings, http=http, models=models)
         assert isinstance(SPEC.build(on), VisionSpecialist)
     assert "ENSEMBLE_VISION__BASE_URL" in SPEC.enable_hint

@@ -15,10 +15,12 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
 
-from agents.specialists.base import SpecialistDeps, SpecialistResult, SpecialistSpec, TurnContext
-from agents.supervisor.service import (
+from agents.runtime import Ensemble
+from agents.specialists.base import FileRef, Services, SpecialistResult, SpecialistSpec, TurnContext
+from agents.specialists.registry import all_specs, model_roles
+from agents.supervisor.events import (
     AnswerToken,
-    EnsembleService,
+    Decided,
     Notice,
     StepFinished,
     StepStarted,
@@ -28,6 +30,8 @@ from agents.supervisor.service import (
 )
 from core.models import ModelClients
 from core.settings import Settings, StructuredOutput
+from tests.support.poet import POET
+from tests.support.poet import SPEC as POET_SPEC
 from tests.support.scripted import ScriptedChatModel, scripted_client, tool_call
 
 
@@ -69,14 +73,13 @@ async def start(
     specs: list[SpecialistSpec],
     mode: StructuredOutput = "json_object",
     **overrides: Any,
-) -> EnsembleService:
+) -> Ensemble:
     settings = Settings(data_dir=tmp_path, _env_file=None, **overrides)  # type: ignore[call-arg]
-    supervisor = None if llm is None else scripted_client(llm, mode)
-    models = ModelClients(supervisor=supervisor, code=None, vision=None)
-    return await EnsembleService.start(settings, models=models, specs=specs, with_documents=False, with_memory=False)
+    models = ModelClients({} if llm is None else {"supervisor": scripted_client(llm, mode)})
+    return await Ensemble.start(settings, models=models, specs=specs, with_documents=False, with_memory=False)
 
 
-async def run_turn(service: EnsembleService, text: str, thread: str = "t1", user: str = "u1") -> list[TurnEvent]:
+async def run_turn(service: Ensemble, text: str, thread: str = "t1", user: str = "u1") -> list[TurnEvent]:
     return [e async for e in service.stream_turn(thread_id=thread, user_id=user, text=text)]
 
 
@@ -86,9 +89,9 @@ def decision(*tasks: tuple[str, str]) -> AIMessage:
 
 @pytest.fixture
 async def service_factory(tmp_path: Path) -> AsyncIterator[Any]:
-    services: list[EnsembleService] = []
+    services: list[Ensemble] = []
 
-    async def make(*args: Any, **kwargs: Any) -> EnsembleService:
+    async def make(*args: Any, **kwargs: Any) -> Ensemble:
         service = await start(tmp_path, *args, **kwargs)
         services.append(service)
         return service
@@ -227,8 +230,7 @@ async def test_scripted_unavailable_command_names_the_setting_without_a_model_ca
     llm = ScriptedChatModel(script=[])
     service = await service_factory(llm, [spec_for("search", None)])
     events = await run_turn(service, "/search latest news")
-    notices = [e.text for e in events if isinstance(e, Notice)]
-    assert notices and "ENSEMBLE_SEARCH__BASE_URL" in notices[0]
+    assert not [e for e in events if isinstance(e, Notice)], "the notice is the answer: shown once, not twice"
     assert isinstance(events[-1], TurnFinished) and "ENSEMBLE_SEARCH__BASE_URL" in events[-1].content
     assert llm.calls == []
 
@@ -324,8 +326,8 @@ async def test_scripted_no_supervisor_model_says_how_to_enable_one(service_facto
 def test_registry_unavailable_specialist_is_not_offered(tmp_path: Path) -> None:
     from agents.specialists.registry import Registry
 
-    deps = SpecialistDeps(Settings(data_dir=tmp_path, _env_file=None), ModelClients(None, None, None), None)  # type: ignore[arg-type,call-arg]
-    registry = Registry.build(deps, [spec_for("code", RecordingSpecialist("code", "")), spec_for("search", None)])
+    services = Services(Settings(data_dir=tmp_path, _env_file=None), None)  # type: ignore[arg-type,call-arg]
+    registry = Registry.build(services, [spec_for("code", RecordingSpecialist("code", "")), spec_for("search", None)])
     assert list(registry.available) == ["code"]
     assert list(registry.unavailable) == ["search"]
     spec, rest = registry.by_command("/SEARCH  cats") or (None, "")
@@ -343,3 +345,77 @@ async def test_scripted_direct_phrase_routes_without_the_model(service_factory: 
     assert memory.requests == ["Please forget everything"]
     assert events[-1] == TurnFinished("You told me: nothing yet.")
     assert llm.calls == []
+
+
+async def test_scripted_command_argument_and_attachments_travel_as_data(service_factory: Any, tmp_path: Path) -> None:
+    """`/code foo` with a file: the specialist gets "foo" and the file as data; the router's model reads a note."""
+    llm = ScriptedChatModel(script=[decision(), AIMessage(content="A cat.")])
+    code = RecordingSpecialist("code", "done")
+    service = await service_factory(llm, [spec_for("code", code)])
+    photo = FileRef("f1", "cat.png", str(tmp_path / "cat.png"), "image/png", 10, "image")
+    events = [e async for e in service.stream_turn(thread_id="t1", user_id="u1", text="/code foo", files=[photo])]
+    assert code.requests == ["foo"]
+    assert code.contexts[0].new_files == (photo,) and code.contexts[0].files == (photo,)
+    decided = [e for e in events if isinstance(e, Decided)]
+    assert [(d.specialists, d.chosen_by) for d in decided] == [(("code",), "command")]
+    events = await run_turn(service, "what is in it?")
+    assert events[-1] == TurnFinished("A cat.")
+    shown = [m.text for m in llm.calls[0] if isinstance(m, HumanMessage)]
+    assert shown == ["/code foo\n\n(attached: cat.png)", "what is in it?"], "models read which files came along"
+    assert [text for role, text in await service.history("t1") if role == "user"] == ["/code foo", "what is in it?"]
+
+
+async def test_scripted_decisions_say_how_they_were_made(service_factory: Any) -> None:
+    llm = ScriptedChatModel(script=[decision(("code", "sort xs"))])
+    memory = RecordingSpecialist("memory", "Forgotten.")
+    direct = SpecialistSpec(**{**spec_for("memory", memory, asks_for=r"\bforget everything\b").__dict__,
+                               "routes_directly": True})
+    service = await service_factory(llm, [spec_for("code", RecordingSpecialist("code", "ok")), direct])
+    by_model = [e for e in await run_turn(service, "sort my list") if isinstance(e, Decided)]
+    by_phrase = [e for e in await run_turn(service, "forget everything") if isinstance(e, Decided)]
+    assert [(e.specialists, e.chosen_by, e.attempts, e.fell_back) for e in by_model] == [(("code",), "model", 1, False)]
+    assert [(e.specialists, e.chosen_by) for e in by_phrase] == [(("memory",), "phrase")]
+    assert by_model[0].seconds >= 0 and by_model[0].confidence is None
+
+
+async def test_scripted_turn_scratch_is_not_kept_in_the_chat_state(service_factory: Any) -> None:
+    """Tasks, outcomes and recalled memories live for one turn: the checkpoint keeps messages and files."""
+    llm = ScriptedChatModel(script=[decision(("code", "a"), ("search", "b")), AIMessage(content="Both.")])
+    code, search = RecordingSpecialist("code", "r1"), RecordingSpecialist("search", "r2")
+    service = await service_factory(llm, [spec_for("code", code), spec_for("search", search)])
+    assert (await run_turn(service, "two things"))[-1] == TurnFinished("Both.")
+    state = await service.agent.graph.aget_state({"configurable": {"thread_id": "t1"}})
+    assert set(state.values) <= {"messages", "files"}, state.values.keys()
+
+
+async def test_scripted_a_specialist_defined_in_a_test_is_offered_run_and_shown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new specialist is its own code plus a place in the list of specs: no setting or client to add elsewhere."""
+    monkeypatch.setenv("ENSEMBLE_POET__BASE_URL", "http://poet.invalid/v1")
+    monkeypatch.setenv("ENSEMBLE_POET__MODEL", "verse-7b")
+    settings = Settings(data_dir=tmp_path, _env_file=None)  # type: ignore[call-arg]
+    specs = [*all_specs(), POET_SPEC]
+    # its model client is built from the role it names, configured like any other
+    client = ModelClients.from_settings(settings, model_roles(specs)).get(POET)
+    assert client is not None
+    assert (client.endpoint.base_url, client.model_name) == ("http://poet.invalid/v1", "verse-7b")
+
+    supervisor = ScriptedChatModel(script=[decision(("poet", "a haiku about rain"))])
+    poet = ScriptedChatModel(script=[AIMessage(content="Soft rain on the roof")])
+    models = ModelClients({"supervisor": scripted_client(supervisor), "poet": scripted_client(poet, role="poet")})
+    service = await Ensemble.start(settings, models=models, specs=specs, with_documents=False, with_memory=False)
+    try:
+        assert service.status()["poet"] == "ready"
+        events = await run_turn(service, "write me a haiku about rain")
+    finally:
+        await service.aclose()
+    offered = supervisor.call_kwargs[0]["response_format"]["schema"]["properties"]["tasks"]["items"]["properties"]
+    assert "poet" in offered["specialist"]["enum"]
+    started = [(e.specialist, e.title, e.input) for e in events if isinstance(e, StepStarted)]
+    assert started == [("poet", "Poet", "a haiku about rain")]
+    finished = next(e for e in events if isinstance(e, StepFinished))
+    assert finished.output == "Soft rain on the roof" and not finished.error
+    assert "".join(e.text for e in events if isinstance(e, AnswerToken)) == "Soft rain on the roof"
+    assert events[-1] == TurnFinished("Soft rain on the roof")
+    assert poet.calls and poet.calls[0][-1].text == "a haiku about rain"

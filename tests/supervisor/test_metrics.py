@@ -8,8 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from agents.supervisor.metrics import TurnMetrics
-from agents.supervisor.service import (
+from agents.supervisor.events import (
     AnswerToken,
     StepFinished,
     StepStarted,
@@ -18,6 +17,7 @@ from agents.supervisor.service import (
     TurnFailed,
     TurnFinished,
 )
+from agents.supervisor.metrics import TurnMetrics
 
 
 async def _stream(events: Sequence[TurnEvent], pause: float = 0.0) -> AsyncIterator[TurnEvent]:

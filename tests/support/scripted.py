@@ -28,6 +28,10 @@ class ScriptedChatModel(BaseChatModel):
     def _llm_type(self) -> str:
         return "scripted"
 
+    def _should_stream(self, *, async_api: bool, run_manager: Any = None, **kwargs: Any) -> bool:
+        """As the app's clients (`ChatOpenAI(streaming=True)`): every call streams unless `stream=False`."""
+        return kwargs.get("stream", True) is not False
+
     def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Any:
         return self.bind(tools=list(tools), **kwargs)
 

@@ -3,7 +3,7 @@
 import re
 
 from agents.specialists.base import SpecialistSpec
-from agents.specialists.code.specialist import build
+from agents.specialists.code.specialist import MODEL, build
 
 SPEC = SpecialistSpec(
     name="code",
@@ -15,5 +15,6 @@ SPEC = SpecialistSpec(
         r"\b(write|fix|debug|refactor|review)\b.{0,40}\b(code|function|script|program|class)\b", re.I | re.S
     ),
     build=build,
+    model_role=MODEL,
     command="/code",
 )

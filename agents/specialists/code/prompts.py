@@ -7,3 +7,5 @@ Rules:
 - Prefer complete, runnable examples over fragments; keep explanations brief and concrete.
 - If the request is ambiguous, state the assumption you made in one sentence.
 - Never invent library functions; say so when you are unsure an API exists."""
+
+EMPTY_REQUEST_MESSAGE = "What code should I write? Say it after the command, e.g. `/code a Python function that …`."

@@ -7,10 +7,12 @@ import re
 from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
 
-from agents.specialists.base import Artifact, SpecialistDeps, SpecialistResult, TurnContext
-from agents.specialists.code.prompts import CODE_SYSTEM_PROMPT
-from core.models import ModelClient
+from agents.specialists.base import Artifact, Services, SpecialistResult, TurnContext
+from agents.specialists.code.prompts import CODE_SYSTEM_PROMPT, EMPTY_REQUEST_MESSAGE
+from core.models import ModelClient, ModelRole
 from core.settings import Settings
+
+MODEL = ModelRole("code")  # ENSEMBLE_CODE__BASE_URL; the embedded model stands in while it is unset
 
 FENCE = re.compile(r"```([\w+#.-]*)\n(.*?)```", re.S)
 LONG_CODE_LINES = 40
@@ -26,11 +28,10 @@ class CodeSpecialist:
         self._system = settings.prompt("code.system", client.model_name, CODE_SYSTEM_PROMPT)
 
     async def run(self, request: str, ctx: TurnContext, config: RunnableConfig) -> SpecialistResult:
+        if not request.strip():
+            return SpecialistResult(content=EMPTY_REQUEST_MESSAGE, error=True)
         messages = [SystemMessage(self._system), HumanMessage(request)]
-        parts: list[str] = []
-        async for chunk in self._client.llm.astream(messages, config=config):
-            parts.append(chunk.text)
-        text = "".join(parts).strip()
+        text = (await self._client.llm.ainvoke(messages, config=config)).text.strip()
         return SpecialistResult(content=text, artifacts=long_code_blocks(text))
 
 
@@ -46,5 +47,6 @@ def long_code_blocks(text: str) -> tuple[Artifact, ...]:
     return tuple(blocks)
 
 
-def build(deps: SpecialistDeps) -> CodeSpecialist | None:
-    return None if deps.models.code is None else CodeSpecialist(deps.models.code, deps.settings)
+def build(services: Services) -> CodeSpecialist | None:
+    client = services.model(MODEL)
+    return None if client is None else CodeSpecialist(client, services.settings)

@@ -3,7 +3,7 @@
 import re
 
 from agents.specialists.base import SpecialistSpec
-from agents.specialists.documents.specialist import build
+from agents.specialists.documents.specialist import MODEL, build
 
 SPEC = SpecialistSpec(
     name="documents",
@@ -19,5 +19,6 @@ SPEC = SpecialistSpec(
         re.I,
     ),
     build=build,
+    model_role=MODEL,
     command="/docs",
 )

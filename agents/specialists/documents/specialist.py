@@ -1,8 +1,8 @@
 """The documents specialist: hybrid retrieval over the user's files, an answer with [n] citations.
 
 Each cited passage comes back as an `Artifact(kind="source")` carrying file, page and the quoted text;
-markers that point at no passage are removed. Listing and deleting documents are plain commands
-(no model involved): `/docs`, `/docs list`, `/docs delete <file name or id>`.
+markers that point at no passage are removed. Listing and deleting documents need no model: `/docs`
+(an empty request), `/docs list`, `/docs delete <file name or id>` reach `run` as "", "list", "delete …".
 """
 
 from __future__ import annotations
@@ -14,12 +14,14 @@ import secrets
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
 
-from agents.specialists.base import Artifact, SpecialistDeps, SpecialistResult, TurnContext
+from agents.specialists.base import Artifact, Services, SpecialistResult, TurnContext
 from agents.specialists.documents.prompts import DOCUMENTS_SYSTEM_PROMPT, DOCUMENTS_USER_PROMPT, SOURCE_TEMPLATE
 from core.errors import EnsembleError, describe_server_error
-from core.models import ModelClient
+from core.models import SUPERVISOR, ModelClient
 from core.settings import Settings
 from rag import DocumentService, SearchHit
+
+MODEL = SUPERVISOR  # answers are written by the supervisor's model
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +30,8 @@ ALL_DOCUMENTS = re.compile(
     r"(documents|files|chats)\b|\bother\s+chats?\b",
     re.I,
 )
-LIST = re.compile(
-    r"^\s*(/docs\s*$|(/docs\s+)?(list|show)\b.*\b(documents?|files?|uploads?)\b|/docs\s+list\b|(list|show)\s*$)", re.I
-)
-DELETE = re.compile(r"^\s*(/docs\s+)?(delete|remove)\s+(the\s+)?(document|file)?\s*[“\"']?(?P<name>[^“”\"']+?)"
-                    r"[”\"']?\s*$", re.I)
+LIST = re.compile(r"^\s*($|(list|show)\b.*\b(documents?|files?|uploads?)\b|(list|show)\s*$)", re.I)
+DELETE = re.compile(r"^\s*(delete|remove)\s+(the\s+)?(document|file)?\s*[“\"']?(?P<name>[^“”\"']+?)[”\"']?\s*$", re.I)
 MARKER_GROUP = re.compile(r"\[(\d{1,3}(?:\s*,\s*\d{1,3})+)\]")
 MARKER = re.compile(r"\[(\d{1,3})\]")
 
@@ -56,7 +55,7 @@ class DocumentsSpecialist:
             deletion = DELETE.match(request)
             if deletion:
                 return await self._delete(ctx, deletion.group("name").strip())
-            question = re.sub(r"^\s*/docs\b", "", request).strip()
+            question = request.strip()
             everywhere = ALL_DOCUMENTS.search(question) is not None
             hits = await self._service.search(question, ctx.user_id, None if everywhere else ctx.thread_id)
         except EnsembleError as exc:
@@ -69,17 +68,15 @@ class DocumentsSpecialist:
         if not hits:
             return await self._nothing_found(ctx, everywhere)
         messages = build_messages(self._system, self._user, question, hits, secrets.token_hex(6))
-        parts: list[str] = []
         try:
-            async for chunk in self._client.llm.astream(messages, config=config):
-                parts.append(chunk.text)
+            reply = await self._client.llm.ainvoke(messages, config=config)
         except Exception as exc:
             reason = describe_server_error(exc, what=self._client.where, timeout=self._client.endpoint.timeout)
             if reason is None:
                 raise
             return SpecialistResult(content=reason, error=True)
         # a weak model may echo the passage fences: they are ours, never part of an answer
-        text = FENCE_TAG.sub("", "".join(parts)).strip()
+        text = FENCE_TAG.sub("", reply.text).strip()
         text, artifacts = cite(text, hits)
         if not artifacts and text:
             # The model cited nothing (small models often don't): name the passage the answer draws on most.
@@ -182,8 +179,9 @@ def _attr(value: str) -> str:
     return value.replace('"', "'").replace("\n", " ")
 
 
-def build(deps: SpecialistDeps) -> DocumentsSpecialist | None:
-    service = deps.extras.get("documents")
-    if not isinstance(service, DocumentService) or deps.models.supervisor is None:
+def build(services: Services) -> DocumentsSpecialist | None:
+    """Over the documents feature startup opened, answering with the supervisor's model."""
+    client = services.model(MODEL)
+    if services.documents is None or client is None:
         return None
-    return DocumentsSpecialist(service, deps.models.supervisor, deps.settings)
+    return DocumentsSpecialist(services.documents, client, services.settings)

@@ -2,7 +2,7 @@
 
 # Leading phrases that ask for an image rather than describe it ("draw me a picture of ...").
 REQUEST_PREAMBLE = (
-    r"^\s*(?:/image\s+)?(?:please\s+)?(?:(?:can|could|would)\s+you\s+)?(?:please\s+)?"
+    r"^\s*(?:please\s+)?(?:(?:can|could|would)\s+you\s+)?(?:please\s+)?"
     r"(?:(?:generate|create|draw|make|paint|render|produce|design|imagine|show)\s+(?:me\s+|us\s+)?"
     r"(?:(?:an?|the|some)\s+(?=(?:image|picture|photo|drawing|painting|illustration|render)))?"
     r"(?:(?:image|picture|photo|drawing|painting|illustration|rendering|render)s?\s+"

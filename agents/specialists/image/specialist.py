@@ -11,7 +11,7 @@ from pathlib import Path
 
 from langchain_core.runnables import RunnableConfig
 
-from agents.specialists.base import Artifact, SpecialistDeps, SpecialistResult, TurnContext
+from agents.specialists.base import Artifact, Services, SpecialistResult, TurnContext
 from agents.specialists.image.client import ImageBackend, ImageGenerationError, image_backend
 from agents.specialists.image.prompts import (
     EMPTY_PROMPT_MESSAGE,
@@ -144,6 +144,6 @@ class ImageSpecialist:
         return SpecialistResult(content=text, artifacts=(artifact,))
 
 
-def build(deps: SpecialistDeps) -> ImageSpecialist | None:
-    backend = image_backend(deps.settings.image, deps.http)
-    return None if backend is None else ImageSpecialist(backend, deps.settings)
+def build(services: Services) -> ImageSpecialist | None:
+    backend = image_backend(services.settings.image, services.http)
+    return None if backend is None else ImageSpecialist(backend, services.settings)

@@ -13,7 +13,7 @@ from typing import Literal
 from langchain_core.runnables import RunnableConfig
 from pydantic import ValidationError
 
-from agents.specialists.base import SpecialistDeps, SpecialistResult, TurnContext
+from agents.specialists.base import Services, SpecialistResult, TurnContext
 from agents.specialists.memory.prompts import (
     MEMORY_BAD_FACT,
     MEMORY_FAILED,
@@ -45,7 +45,7 @@ class Intent:
 
 
 _POLITE = re.compile(
-    r"^(?:/memory\b\s*)?(?:(?:ok(?:ay)?|hey|so|now|please|kindly|can you|could you|would you|will you"
+    r"^(?:(?:ok(?:ay)?|hey|so|now|please|kindly|can you|could you|would you|will you"
     r"|i want you to|i'd like you to|i would like you to)\b[\s,]*)*",
     re.I,
 )
@@ -80,7 +80,9 @@ _LIST = re.compile(
 
 
 def parse_intent(request: str) -> Intent:
-    """What the user wants done with their memories, from their words alone (the default is to list)."""
+    """What the user wants done with their memories, from their words alone (the default is to list).
+
+    `/memory forget …` arrives here as "forget …": the registry took the command off."""
     text = " ".join(request.split())
     text = _TRAILING.sub("", _POLITE.sub("", text)).strip()
     if _FORGET_ALL.match(text):
@@ -169,7 +171,7 @@ class MemorySpecialist:
         if intent.action == "forget_matching":
             removed = await service.forget_matching(user_id, intent.argument)
             if not removed:
-                remaining = await service.list(user_id)
+                remaining = await service.list_memories(user_id)
                 none = MEMORY_FORGOT_NONE.format(what=intent.argument)
                 return SpecialistResult(f"{none}\n\n{format_list(remaining)}")
             if len(removed) == 1:
@@ -185,10 +187,9 @@ class MemorySpecialist:
             if outcome.previous is not None and outcome.previous.text != outcome.memory.text:
                 return SpecialistResult(MEMORY_UPDATED.format(previous=outcome.previous.text, text=fact.text))
             return SpecialistResult(MEMORY_REMEMBERED.format(text=fact.text))
-        return SpecialistResult(format_list(await service.list(user_id)))
+        return SpecialistResult(format_list(await service.list_memories(user_id)))
 
 
-def build(deps: SpecialistDeps) -> MemorySpecialist | None:
-    """The specialist over the memory service that startup put in `deps.extras["memory"]`, if any."""
-    service = deps.extras.get("memory")
-    return MemorySpecialist(service) if isinstance(service, MemoryService) else None
+def build(services: Services) -> MemorySpecialist | None:
+    """Over the memory service startup opened, if any (no model: it does what the words say)."""
+    return None if services.memory is None else MemorySpecialist(services.memory)

@@ -3,7 +3,7 @@
 import re
 
 from agents.specialists.base import Specialist, SpecialistSpec
-from agents.specialists.search.specialist import SearchSpecialist, build
+from agents.specialists.search.specialist import MODEL, SearchSpecialist, build
 
 
 async def _aclose(specialist: Specialist) -> None:
@@ -23,6 +23,7 @@ SPEC = SpecialistSpec(
         re.I | re.S,
     ),
     build=build,
+    model_role=MODEL,
     command="/search",
     aclose=_aclose,
 )

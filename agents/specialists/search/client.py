@@ -1,6 +1,6 @@
 """Web-search clients: Tavily (through `tavily-python`) and a self-hosted SearxNG (its JSON API).
 
-Both return the same `SearchHit`s and raise `SearchError` with a message meant for the chat user.
+Both return the same `WebResult`s and raise `SearchError` with a message meant for the chat user.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ class SearchError(EnsembleError):
 
 
 @dataclass(frozen=True)
-class SearchHit:
+class WebResult:
     """One web result: what the step shows and what the answer may cite."""
 
     title: str
@@ -39,7 +39,7 @@ class WebSearch(Protocol):
 
     name: str
 
-    async def search(self, query: str) -> list[SearchHit]:
+    async def search(self, query: str) -> list[WebResult]:
         """The top results for `query`; raises `SearchError` on failure."""
         ...
 
@@ -53,11 +53,11 @@ def _query(text: str) -> str:
     return text[:MAX_QUERY_CHARS]
 
 
-def _hits(items: Any, *, limit: int, what: str, snippet_key: str = "content") -> list[SearchHit]:
+def _hits(items: Any, *, limit: int, what: str, snippet_key: str = "content") -> list[WebResult]:
     """Results with a title and an http(s) URL, in the server's order; malformed replies raise."""
     if not isinstance(items, list):
         raise SearchError(f"{what} sent a reply that Ensemble could not read (no `results` list).")
-    hits: list[SearchHit] = []
+    hits: list[WebResult] = []
     seen: set[str] = set()
     for item in items:
         if not isinstance(item, dict):
@@ -70,7 +70,7 @@ def _hits(items: Any, *, limit: int, what: str, snippet_key: str = "content") ->
         snippet = item.get(snippet_key)
         published = item.get("publishedDate") or item.get("published_date")
         hits.append(
-            SearchHit(
+            WebResult(
                 title=" ".join(title.split()) if isinstance(title, str) and title.strip() else url,
                 url=url,
                 snippet=" ".join(snippet.split()) if isinstance(snippet, str) else "",
@@ -99,7 +99,7 @@ class TavilySearch:
             client_source="ensemble",
         )
 
-    async def search(self, query: str) -> list[SearchHit]:
+    async def search(self, query: str) -> list[WebResult]:
         s = self._settings
         what = f"Tavily web search ({s.tavily_base_url})"
         try:
@@ -152,7 +152,7 @@ class SearxngSearch:
         self._base_url = settings.base_url
         self._http = http
 
-    async def search(self, query: str) -> list[SearchHit]:
+    async def search(self, query: str) -> list[WebResult]:
         s = self._settings
         what = f"SearxNG ({self._base_url})"
         params = {"q": _query(query), "format": "json", "pageno": "1", "categories": "general"}

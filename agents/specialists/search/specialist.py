@@ -8,8 +8,8 @@ from urllib.parse import unquote
 from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.runnables import RunnableConfig
 
-from agents.specialists.base import Artifact, SpecialistDeps, SpecialistResult, TurnContext
-from agents.specialists.search.client import SearchError, SearchHit, WebSearch, web_search
+from agents.specialists.base import Artifact, Services, SpecialistResult, TurnContext
+from agents.specialists.search.client import SearchError, WebResult, WebSearch, web_search
 from agents.specialists.search.prompts import (
     EMPTY_QUERY_MESSAGE,
     NO_RESULTS_MESSAGE,
@@ -20,8 +20,10 @@ from agents.specialists.search.prompts import (
     UNSUMMARISED_INTRO,
 )
 from core.errors import describe_server_error
-from core.models import ModelClient
+from core.models import SUPERVISOR, ModelClient
 from core.settings import Settings
+
+MODEL = SUPERVISOR  # writes the answer from the results, when there is one
 
 SNIPPET_CHARS_FOR_MODEL = 600
 SNIPPET_CHARS_FOR_LIST = 240
@@ -57,7 +59,7 @@ def _md_text(text: str) -> str:
     return text.replace("[", "(").replace("]", ")")
 
 
-def cite_only_results(text: str, hits: list[SearchHit]) -> str:
+def cite_only_results(text: str, hits: list[WebResult]) -> str:
     """`text` with every link pointing at a result: numbered links are renumbered or repaired
     to their result, bare `[n]` become links, and any other URL is dropped."""
     index = {_norm(hit.url): n for n, hit in enumerate(hits, start=1)}
@@ -97,12 +99,12 @@ def cite_only_results(text: str, hits: list[SearchHit]) -> str:
     return re.sub(r"[ \t]{2,}", " ", text).strip()
 
 
-def sources_block(hits: list[SearchHit]) -> str:
+def sources_block(hits: list[WebResult]) -> str:
     lines = [f"{n}. [{_md_text(hit.title)}]({md_url(hit.url)})" for n, hit in enumerate(hits, start=1)]
     return SOURCES_HEADING + "\n" + "\n".join(lines)
 
 
-def results_for_model(hits: list[SearchHit]) -> str:
+def results_for_model(hits: list[WebResult]) -> str:
     return "\n\n".join(
         SEARCH_RESULT_TEMPLATE.format(
             n=n, title=hit.title, url=md_url(hit.url), snippet=hit.snippet[:SNIPPET_CHARS_FOR_MODEL]
@@ -111,7 +113,7 @@ def results_for_model(hits: list[SearchHit]) -> str:
     )
 
 
-def plain_results(query: str, hits: list[SearchHit]) -> str:
+def plain_results(query: str, hits: list[WebResult]) -> str:
     lines = [UNSUMMARISED_INTRO.format(query=query)]
     for n, hit in enumerate(hits, start=1):
         snippet = hit.snippet[:SNIPPET_CHARS_FOR_LIST] + (
@@ -121,7 +123,7 @@ def plain_results(query: str, hits: list[SearchHit]) -> str:
     return "\n".join(lines)
 
 
-def source_artifacts(hits: list[SearchHit]) -> tuple[Artifact, ...]:
+def source_artifacts(hits: list[WebResult]) -> tuple[Artifact, ...]:
     return tuple(
         Artifact(
             kind="source",
@@ -157,15 +159,13 @@ class SearchSpecialist:
         if not hits:
             return SpecialistResult(content=NO_RESULTS_MESSAGE.format(query=query[:200]))
         artifacts = source_artifacts(hits)
-        answer, problem = await self._answer(query, hits, config)
+        answer, problem = await self._answer(query, hits)
         if answer is None:
             note = f"\n\n_{problem} So here are the results themselves._" if problem else ""
             return SpecialistResult(content=plain_results(query, hits) + note, artifacts=artifacts)
         return SpecialistResult(content=f"{answer}\n\n{sources_block(hits)}", artifacts=artifacts)
 
-    async def _answer(
-        self, question: str, hits: list[SearchHit], config: RunnableConfig
-    ) -> tuple[str | None, str | None]:
+    async def _answer(self, question: str, hits: list[WebResult]) -> tuple[str | None, str | None]:
         """The model's answer with its links checked, or (None, why not)."""
         if self._writer is None:
             return None, None
@@ -173,12 +173,9 @@ class SearchSpecialist:
             SystemMessage(self._system),
             HumanMessage(self._user.format(question=question, results=results_for_model(hits))),
         ]
-        # Unchecked tokens are not streamed to the chat ("nostream"); the checked answer is the result.
-        tags = [*(config.get("tags") or []), "nostream"]
+        # Called without the step's `config`: unchecked tokens are not streamed; the checked answer is the result.
         try:
-            reply = await self._writer.llm.ainvoke(
-                messages, config={**config, "tags": tags, "run_name": "search.answer"}
-            )
+            reply = await self._writer.llm.ainvoke(messages, config={"run_name": "search.answer"})
         except Exception as exc:
             problem = describe_server_error(
                 exc, what=self._writer.where, timeout=self._writer.endpoint.timeout
@@ -193,8 +190,9 @@ class SearchSpecialist:
         await self.backend.aclose()
 
 
-def build(deps: SpecialistDeps) -> SearchSpecialist | None:
-    backend = web_search(deps.settings.search, deps.http)
+def build(services: Services) -> SearchSpecialist | None:
+    """Over the configured search backend; without the supervisor's model it lists the results."""
+    backend = web_search(services.settings.search, services.http)
     if backend is None:
         return None
-    return SearchSpecialist(backend, deps.models.supervisor, deps.settings)
+    return SearchSpecialist(backend, services.model(MODEL), services.settings)

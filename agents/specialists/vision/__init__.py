@@ -2,8 +2,9 @@
 
 import re
 
-from agents.specialists.base import SpecialistSpec
-from agents.specialists.vision.specialist import build
+from agents.specialists.base import SpecialistSpec, UploadRule
+from agents.specialists.vision.prompts import UNREAD_IMAGE
+from agents.specialists.vision.specialist import MODEL, build, check_upload
 
 SPEC = SpecialistSpec(
     name="vision",
@@ -18,5 +19,7 @@ SPEC = SpecialistSpec(
         re.I | re.S,
     ),
     build=build,
+    model_role=MODEL,
     command="/vision",
+    uploads=UploadRule(kinds=("image",), check=check_upload, unread=UNREAD_IMAGE),
 )

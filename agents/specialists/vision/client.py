@@ -45,7 +45,5 @@ class VisionClient:
         return self.client.endpoint.timeout
 
     async def ask(self, messages: list[BaseMessage], config: RunnableConfig) -> str:
-        parts: list[str] = []
-        async for chunk in self.client.llm.astream(messages, config=config):
-            parts.append(chunk.text)
-        return "".join(parts).strip()
+        """The model's answer (its tokens stream through `config`)."""
+        return (await self.client.llm.ainvoke(messages, config=config)).text.strip()

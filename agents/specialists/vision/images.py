@@ -1,4 +1,4 @@
-"""Checking and preparing uploaded images (Pillow), for the vision specialist and the UI layer.
+"""Checking and preparing uploaded images (Pillow), for the vision specialist and its upload check.
 
 `validate_image` refuses a file at once when it is not a decodable PNG/JPEG/WebP/GIF or breaks
 the upload limits; `prepare_image` turns an accepted file into what a vision model is sent: the

@@ -16,3 +16,8 @@ NO_IMAGE_MESSAGE = (
 )
 
 SKIPPED_IMAGES_NOTE = "Not looked at: {reasons}"
+
+UNREAD_IMAGE = (
+    "“{name}” is in the chat, but I cannot look at images in this deployment: no vision model is "
+    "configured. To enable it, {hint}."
+)

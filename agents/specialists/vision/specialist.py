@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import re
+from dataclasses import replace
 
 from langchain_core.runnables import RunnableConfig
 
-from agents.specialists.base import FileRef, SpecialistDeps, SpecialistResult, TurnContext
+from agents.specialists.base import FileRef, Services, SpecialistResult, TurnContext
 from agents.specialists.vision.client import VisionClient, vision_messages
-from agents.specialists.vision.images import ImageLimits, ImageRejected, PreparedImage, prepare_image
+from agents.specialists.vision.images import (
+    ImageLimits,
+    ImageRejected,
+    PreparedImage,
+    prepare_image,
+    validate_image,
+)
 from agents.specialists.vision.prompts import (
     DEFAULT_QUESTION,
     NO_IMAGE_MESSAGE,
@@ -17,7 +24,10 @@ from agents.specialists.vision.prompts import (
     VISION_SYSTEM_PROMPT,
 )
 from core.errors import describe_server_error
+from core.models import ModelRole
 from core.settings import Settings
+
+MODEL = ModelRole("vision", embedded=False)  # ENSEMBLE_VISION__BASE_URL; the embedded model cannot see
 
 MAX_IMAGES = 4
 _SEVERAL = re.compile(
@@ -90,7 +100,13 @@ class VisionSpecialist:
         return SpecialistResult(content=answer)
 
 
-def build(deps: SpecialistDeps) -> VisionSpecialist | None:
-    if deps.models.vision is None:
-        return None
-    return VisionSpecialist(VisionClient(deps.models.vision), deps.settings)
+def build(services: Services) -> VisionSpecialist | None:
+    client = services.model(MODEL)
+    return None if client is None else VisionSpecialist(VisionClient(client), services.settings)
+
+
+def check_upload(file: FileRef, settings: Settings) -> FileRef:
+    """An uploaded image, checked against the upload limits (blocking: Pillow reads its header);
+    its MIME type is the one its content shows. Raises `ImageRejected` with the reason."""
+    info = validate_image(file.path, ImageLimits.from_settings(settings.uploads), name=file.name)
+    return replace(file, mime=info.mime)

@@ -9,9 +9,9 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
+from accounts.users import UserError, UserStore
 from core.settings import Settings
 from memory.factory import open_memory_service
-from memory.users import UserError, UserStore, users_database_url
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,7 +41,7 @@ def _read_password(from_stdin: bool, stdin: TextIO) -> str:
 
 
 async def _run(args: argparse.Namespace, settings: Settings, out: TextIO, stdin: TextIO) -> int:
-    store = await UserStore.open(users_database_url(settings))
+    store = await UserStore.from_settings(settings)
     try:
         if args.command == "create-user":
             user = await store.create_user(

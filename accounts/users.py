@@ -1,7 +1,7 @@
 """User accounts for password login (and stable opaque ids for header/OAuth logins), on SQLAlchemy async.
 
-SQLite file by default (`data_dir/ensemble.sqlite`), PostgreSQL when `database_url` says so. The
-table is `ensemble_users`: Chainlit's own data layer already owns a table called `users`.
+SQLite file by default (`data_dir/ensemble.sqlite`), PostgreSQL when `database_url` says so (core.databases).
+The table is `ensemble_users`: Chainlit's own data layer already owns a table called `users`.
 Passwords are hashed with Argon2id (argon2-cffi) in a worker thread.
 """
 
@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from core.databases import accounts_url
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -90,27 +91,6 @@ def check_password(password: str) -> None:
         raise UserError(f"a password must have at most {MAX_PASSWORD_CHARS} characters")
 
 
-def users_database_url(settings: Settings) -> str:
-    """The SQLAlchemy async URL of the accounts table: `database_url`, else the app's SQLite file."""
-    if settings.database_url is None:
-        return f"sqlite+aiosqlite:///{settings.sqlite_path}"
-    return async_sqlalchemy_url(settings.database_url.get_secret_value())
-
-
-def async_sqlalchemy_url(url: str) -> str:
-    """Put an async driver in a database URL (`postgresql://` → psycopg 3, `sqlite://` → aiosqlite)."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        raise UserError(f"not a database URL: {url.split(':', 1)[0]!r}")
-    base = scheme.split("+", 1)[0].lower()
-    if base in ("postgres", "postgresql"):
-        driver = scheme.split("+", 1)[1] if "+" in scheme else ""
-        return f"postgresql+{driver if driver in ('psycopg', 'asyncpg') else 'psycopg'}://{rest}"
-    if base == "sqlite":
-        return f"sqlite+aiosqlite://{rest}"
-    return url
-
-
 class UserStore:
     """Accounts: create them, check passwords, map external logins to stable opaque ids."""
 
@@ -137,7 +117,12 @@ class UserStore:
 
     @classmethod
     async def from_settings(cls, settings: Settings) -> UserStore:
-        return await cls.open(users_database_url(settings))
+        """The accounts of this deployment (where `core.databases.accounts_url` says)."""
+        try:
+            url = accounts_url(settings)
+        except ValueError as exc:
+            raise UserError(str(exc)) from exc
+        return await cls.open(url)
 
     async def aclose(self) -> None:
         await self._engine.dispose()

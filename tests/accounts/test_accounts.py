@@ -15,10 +15,11 @@ import pytest
 from argon2 import PasswordHasher
 from pydantic import SecretStr
 
+from accounts.users import UserError, UserExists, UserStore
+from chainlit_app.admin import main as admin_main
+from core.databases import accounts_url, sqlalchemy_url
 from core.settings import MemorySettings, Settings
-from memory.admin import main as admin_main
 from memory.factory import open_memory_service
-from memory.users import UserError, UserExists, UserStore, async_sqlalchemy_url, users_database_url
 
 REPO = Path(__file__).resolve().parents[2]
 FAST = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)  # tests only: keep hashing quick
@@ -34,7 +35,7 @@ async def users(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         schema = f"ens_users_{uuid.uuid4().hex[:12]}"
         async with await psycopg.AsyncConnection.connect(base, autocommit=True) as conn:
             await conn.execute(f'CREATE SCHEMA "{schema}"')
-        url = async_sqlalchemy_url(base) + f"?options=-csearch_path%3D{schema}"
+        url = sqlalchemy_url(base) + f"?options=-csearch_path%3D{schema}"
     store = await UserStore.open(url, hasher=FAST)
     yield store
     await store.aclose()
@@ -130,14 +131,14 @@ async def test_only_the_first_login_creates_an_account(
 
 
 def test_database_urls() -> None:
-    assert async_sqlalchemy_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
-    assert async_sqlalchemy_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
-    assert async_sqlalchemy_url("postgresql+asyncpg://u@h/db") == "postgresql+asyncpg://u@h/db"
-    assert async_sqlalchemy_url("sqlite:///x.db") == "sqlite+aiosqlite:///x.db"
+    assert sqlalchemy_url("postgresql://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert sqlalchemy_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
+    assert sqlalchemy_url("postgresql+asyncpg://u@h/db") == "postgresql+asyncpg://u@h/db"
+    assert sqlalchemy_url("sqlite:///x.db") == "sqlite+aiosqlite:///x.db"
     settings = Settings(data_dir=Path("/srv/data"), _env_file=None)  # type: ignore[call-arg]
-    assert users_database_url(settings) == "sqlite+aiosqlite:////srv/data/ensemble.sqlite"
+    assert accounts_url(settings) == "sqlite+aiosqlite:////srv/data/ensemble.sqlite"
     settings = Settings(database_url=SecretStr("postgresql://u@h/db"), _env_file=None)  # type: ignore[call-arg]
-    assert users_database_url(settings) == "postgresql+psycopg://u@h/db"
+    assert accounts_url(settings) == "postgresql+psycopg://u@h/db"
 
 
 def test_admin_create_user_in_process(
@@ -188,7 +189,7 @@ def test_admin_delete_user_erases_their_memories(tmp_path: Path, capsys: pytest.
         memory = await open_memory_service(settings)
         assert memory is not None
         try:
-            return len(await memory.list(leo_id)), len(await memory.list(mia_id))
+            return len(await memory.list_memories(leo_id)), len(await memory.list_memories(mia_id))
         finally:
             await memory.aclose()
 
@@ -196,13 +197,13 @@ def test_admin_delete_user_erases_their_memories(tmp_path: Path, capsys: pytest.
 
 
 def test_admin_console_command_end_to_end(tmp_path: Path) -> None:
-    """`python -m memory.admin` as an operator runs it: settings from ENSEMBLE_* env, password on stdin."""
+    """`python -m chainlit_app.admin` as an operator runs it: settings from ENSEMBLE_* env, password on stdin."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENSEMBLE_")}
     env["ENSEMBLE_DATA_DIR"] = str(tmp_path / "data")
 
     def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "memory.admin", *args],
+            [sys.executable, "-m", "chainlit_app.admin", *args],
             input=stdin,
             capture_output=True,
             text=True,
