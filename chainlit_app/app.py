@@ -13,11 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import chainlit as cl
-from chainlit.auth import get_current_user
 from chainlit.oauth_providers import get_configured_oauth_providers
 from chainlit.server import app as http_app
-from fastapi import Depends
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
 from agents.specialists.base import FileRef
@@ -33,8 +31,9 @@ from agents.supervisor.service import (
     TurnFailed,
     TurnFinished,
 )
-from chainlit_app import auth
-from chainlit_app.persistence import FILES_ROUTE, EnsembleDataLayer, LocalStorageClient, ensure_schema, history_url
+from chainlit_app import auth, guards
+from chainlit_app.files import file_route
+from chainlit_app.persistence import EnsembleDataLayer, LocalStorageClient, ensure_schema, history_url
 from chainlit_app.render import (
     artifact_elements,
     file_kind,
@@ -44,6 +43,7 @@ from chainlit_app.render import (
     with_source_links,
 )
 from chainlit_app.streaming import TokenBatcher
+from core.limits import ConcurrencyCap, Limits
 from core.settings import Settings
 from memory.users import UserStore
 
@@ -74,23 +74,22 @@ async def readyz() -> JSONResponse:
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
-async def stored_file(key: str, user: Any = Depends(get_current_user)) -> Response:  # noqa: B008
-    """An element file (uploaded or generated image, document) of one of the caller's own chats."""
-    storage: LocalStorageClient | None = getattr(http_app.state, "storage", None)
-    owner = getattr(user, "id", None)
-    path = storage.path_for(key) if storage is not None else None
-    if path is None or owner is None or key.split("/", 1)[0] != owner or not path.is_file():
-        return Response(status_code=404)
-    assert storage is not None  # path_for came from it
-    return FileResponse(path, media_type=storage.mime_of(path))
+def turn_slots() -> ConcurrencyCap:
+    limits: Limits = http_app.state.limits
+    return limits.turns
 
 
 @cl.on_app_startup
 async def startup() -> None:
-    # Chainlit serves its UI from a catch-all route, so our routes go in front of it.
-    for path, endpoint in (("/healthz", healthz), ("/readyz", readyz), (f"{FILES_ROUTE}/{{key:path}}", stored_file)):
-        http_app.router.routes.insert(0, APIRoute(path, endpoint, methods=["GET"]))
     settings = Settings()
+    limits = Limits.from_settings(settings.limits, settings.uploads.max_bytes)
+    http_app.state.limits = limits
+    guards.harden_cookies(settings.auth)
+    # Chainlit serves its UI from a catch-all route, so our routes go in front of it (and of its own
+    # routes that guards.py checks first).
+    ours = [APIRoute("/healthz", healthz, methods=["GET"]), APIRoute("/readyz", readyz, methods=["GET"]),
+            file_route(lambda: getattr(http_app.state, "storage", None)), *guards.routes(limits)]
+    http_app.router.routes[0:0] = ours
     ensemble = await EnsembleService.start(settings)
     http_app.state.ensemble = ensemble
     if settings.auth.mode != "none" or get_configured_oauth_providers():
@@ -100,7 +99,9 @@ async def startup() -> None:
         url = history_url(settings)
         await ensure_schema(url)
         storage = LocalStorageClient(settings.data_dir / "files")
-        layer = EnsembleDataLayer(url, storage, on_delete_thread=ensemble.delete_thread)
+        layer = EnsembleDataLayer(url, storage, on_delete_thread=forget_chat)
+        if moved := await layer.adopt_unowned_files(storage):
+            log.info("moved %d stored files from unknown/ to their owners", moved)
         http_app.state.storage = storage
         cl.data_layer(lambda: layer)
     log.info("Ensemble ready; specialists: %s", ensemble.status())
@@ -116,6 +117,17 @@ async def shutdown() -> None:
         await users.aclose()
 
 
+async def forget_chat(thread_id: str, user_id: str) -> None:
+    """A deleted chat: what the agent layer kept for it, and the copies of its uploads."""
+    await service().delete_thread(thread_id, user_id)
+    folder = uploads_folder(user_id, thread_id)
+    await asyncio.to_thread(shutil.rmtree, folder, True)
+
+
+def uploads_folder(user_id: str, thread_id: str) -> Path:
+    return service().settings.data_dir / "uploads" / safe_name(user_id) / safe_name(thread_id)
+
+
 def current_user_id() -> str:
     user = cl.user_session.get("user")
     if isinstance(user, cl.User):
@@ -125,8 +137,7 @@ def current_user_id() -> str:
 
 async def uploaded_files(message: cl.Message, user_id: str, thread_id: str) -> list[FileRef]:
     """The message's files, copied out of Chainlit's session folder (emptied on restart) into the data dir."""
-    settings = service().settings
-    folder = settings.data_dir / "uploads" / safe_name(user_id) / safe_name(thread_id)
+    folder = uploads_folder(user_id, thread_id)
     files = []
     for element in message.elements or []:
         if element.path is None:
@@ -192,6 +203,7 @@ async def starters(user: cl.User | None = None, language: str | None = None) -> 
 
 
 @cl.on_message
+@guards.capped_turns(turn_slots, current_user_id)
 async def on_message(message: cl.Message) -> None:
     # The answer message is created on first use, so that steps started before it sort above it.
     answer: cl.Message | None = None
