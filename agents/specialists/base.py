@@ -113,3 +113,5 @@ class SpecialistSpec:
     # that must work whatever the model (e.g. "forget everything").
     routes_directly: bool = False
     aclose: Callable[[Specialist], Awaitable[None]] | None = None
+    # Removes what the specialist kept on disk for a chat that is deleted (its thread id).
+    forget_chat: Callable[[Specialist, str], Awaitable[None]] | None = None

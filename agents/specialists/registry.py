@@ -66,6 +66,12 @@ class Registry:
         """Switched-off specialists that this message plainly asks for."""
         return [spec for spec in self.unavailable.values() if spec.asks_for.search(text)]
 
+    async def forget_chat(self, thread_id: str) -> None:
+        """Let each specialist remove what it kept for a deleted chat."""
+        for entry in self.available.values():
+            if entry.spec.forget_chat is not None:
+                await entry.spec.forget_chat(entry.specialist, thread_id)
+
     async def aclose(self) -> None:
         for entry in self.available.values():
             if entry.spec.aclose is not None:
