@@ -135,6 +135,13 @@ def current_user_id() -> str:
     return LOCAL_USER
 
 
+def turn_owner() -> str:
+    """Whose turn it is, for the cap of concurrent turns: the account, or the tab when nobody signs in."""
+    if isinstance(cl.user_session.get("user"), cl.User):
+        return current_user_id()
+    return f"session:{cl.context.session.id}"
+
+
 async def uploaded_files(message: cl.Message, user_id: str, thread_id: str) -> list[FileRef]:
     """The message's files, copied out of Chainlit's session folder (emptied on restart) into the data dir."""
     folder = uploads_folder(user_id, thread_id)
@@ -203,7 +210,7 @@ async def starters(user: cl.User | None = None, language: str | None = None) -> 
 
 
 @cl.on_message
-@guards.capped_turns(turn_slots, current_user_id)
+@guards.capped_turns(turn_slots, turn_owner)
 async def on_message(message: cl.Message) -> None:
     # The answer message is created on first use, so that steps started before it sort above it.
     answer: cl.Message | None = None
