@@ -25,7 +25,7 @@ def limits(clock: Clock, **overrides: object) -> Limits:
 async def test_window_refuses_past_the_limit_and_says_how_long_to_wait() -> None:
     clock = Clock()
     window = SlidingWindow("w", limit=3, window=60, store=MemoryHits(), clock=clock)
-    for step in range(3):
+    for _ in range(3):
         assert await window.take("k") == 0
         clock.now += 10
     assert await window.take("k") == 30  # the first hit (t=1000) leaves at 1060; now is 1030
@@ -71,7 +71,7 @@ async def test_a_successful_sign_in_clears_the_accounts_failures() -> None:
 async def test_a_throttled_attempt_is_not_counted_against_the_client() -> None:
     clock = Clock()
     login = limits(clock).login
-    for n in range(3):
+    for _ in range(3):
         assert await login.attempt("carol", "10.0.0.1") == 0
     for _ in range(10):  # refused by the account's limit: the address keeps its own budget
         assert await login.attempt("carol", "10.0.0.1") > 0
