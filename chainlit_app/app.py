@@ -47,7 +47,7 @@ from core.limits import ConcurrencyCap, Limits
 from core.settings import Settings
 from memory.users import UserStore
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("chainlit_app.app")  # chainlit runs this file by path, so __name__ is a path
 LOCAL_USER = "local"  # the single user of an instance without authentication
 
 
@@ -65,12 +65,15 @@ async def healthz() -> JSONResponse:
 async def readyz() -> JSONResponse:
     """Readiness: the service started and its own stores answer; specialists' states for operators."""
     ensemble: EnsembleService | None = getattr(http_app.state, "ensemble", None)
-    ready = ensemble is not None and await ensemble.stores_ready()
-    body = {
+    embedded = ensemble.embedded_model() if ensemble else None
+    ready = ensemble is not None and await ensemble.stores_ready() and (embedded is None or embedded.ready)
+    body: dict[str, Any] = {
         "status": "ready" if ready else "starting",
         "specialists": ensemble.status() if ensemble else {},
         "models": ensemble.model_health() if ensemble else {},
     }
+    if embedded is not None:
+        body["embedded_model"] = {"state": embedded.state, "detail": embedded.detail, "restarts": embedded.restarts}
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
@@ -104,7 +107,13 @@ async def startup() -> None:
             log.info("moved %d stored files from unknown/ to their owners", moved)
         http_app.state.storage = storage
         cl.data_layer(lambda: layer)
-    log.info("Ensemble ready; specialists: %s", ensemble.status())
+    status = ensemble.status()
+    off = sorted(name for name, state in status.items() if state not in ("ready", "opening"))
+    log.info(
+        "Ensemble ready; specialists: %s%s",
+        ", ".join(sorted(set(status) - set(off))),
+        f"; not configured: {', '.join(off)} (how to enable each: /readyz)" if off else "",
+    )
 
 
 @cl.on_app_shutdown

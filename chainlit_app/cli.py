@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import secrets
 import signal
 import sys
@@ -30,20 +29,21 @@ def auth_secret(settings: Settings) -> str:
 
 
 async def _up(host: str, port: int, with_local_llm: bool) -> int:
+    """Run the Chainlit app; the app itself starts and supervises the embedded model server."""
     settings = Settings()
-    async with contextlib.AsyncExitStack() as stack:
-        if with_local_llm and settings.local_llm_active:
-            print(f"Starting the embedded model server (SmolLM2-135M) at {settings.local_llm.base_url} ...")
-            await stack.enter_async_context(LocalLLMServer(settings.local_llm, settings.data_dir / "local-llm.log"))
-        command = [sys.executable, "-m", "chainlit", "run", str(APP), "--host", host, "--port", str(port), "--headless"]
-        env = child_environment(CHAINLIT_AUTH_SECRET=auth_secret(settings))
-        print(f"Ensemble is starting at http://{host}:{port}")
-        app = await asyncio.create_subprocess_exec(*command, cwd=str(APP.parent.parent), env=env)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, app.terminate)
-        return await app.wait()
-    return 0
+    command = [sys.executable, "-m", "chainlit", "run", str(APP), "--host", host, "--port", str(port), "--headless"]
+    extra = {"CHAINLIT_AUTH_SECRET": auth_secret(settings)}
+    if not with_local_llm:
+        extra["ENSEMBLE_LOCAL_LLM__ENABLED"] = "off"
+    elif settings.local_llm_active:
+        print(f"The embedded model server (SmolLM2-135M) will serve at {settings.local_llm.base_url}; "
+              f"its log: {settings.data_dir / 'local-llm.log'}")
+    print(f"Ensemble is starting at http://{host}:{port}")
+    app = await asyncio.create_subprocess_exec(*command, cwd=str(APP.parent.parent), env=child_environment(**extra))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, app.terminate)
+    return await app.wait()
 
 
 async def _local_llm() -> int:

@@ -25,6 +25,7 @@ from fastapi.routing import APIRoute
 from fastapi.security import OAuth2PasswordRequestForm
 from starlette.datastructures import UploadFile as FormFile
 
+from chainlit_app import uploads
 from chainlit_app.persistence import EnsembleDataLayer
 from core.limits import ConcurrencyCap, Limits, wait_text
 from core.settings import AuthSettings
@@ -80,7 +81,7 @@ def routes(limits: Limits) -> list[APIRoute]:
         ask_parent_id: str | None = None,
         current_user: Any = Depends(get_current_user),  # noqa: B008
     ) -> Any:
-        """Chainlit's upload, refused before the body is read when it is too large or too frequent."""
+        """The upload (chainlit_app/uploads.py), refused before the body is read when too large or too frequent."""
         length = request.headers.get("content-length", "")
         if not length.isdigit():
             return refusal(411, NO_LENGTH)
@@ -97,7 +98,7 @@ def routes(limits: Limits) -> list[APIRoute]:
             if not isinstance(file, FormFile):
                 return refusal(400, "The upload has no file.")
             # FastAPI's UploadFile only adds parameter metadata to the form's Starlette one
-            return await chainlit_server.upload_file(current_user, session_id, cast(UploadFile, file), ask_parent_id)
+            return await uploads.upload_file(current_user, session_id, cast(UploadFile, file), ask_parent_id)
         finally:
             await form.close()
 

@@ -235,6 +235,8 @@ class LocalEmbedder:
 
 
 def main(argv: list[str]) -> int:
+    # ONNX Runtime's quantiser logs advice ("consider pre-processing") to the root logger: not for users
+    logging.basicConfig(level=logging.ERROR)
     cache = Path(argv[0]) if argv else None
     if cache is None:
         from core.settings import Settings

@@ -18,6 +18,7 @@ import logging
 import signal
 import sys
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -25,7 +26,7 @@ from typing import Literal
 
 import httpx
 
-from core.errors import EnsembleError
+from core.errors import EnsembleError, ServerDown
 from core.llama_build import REBUILD_HINT
 from core.llama_build import check as check_build
 from core.settings import LocalLLMSettings
@@ -218,6 +219,7 @@ class LocalLLMServer:
     def launch(self) -> None:
         """Start (and supervise) the server in the background; `status()` tells how it goes."""
         if self._task is None:
+            self._set("starting", f"The embedded model server is starting at {self.base_url}.")
             self._task = asyncio.create_task(self._run(), name="local-llm-supervisor")
 
     async def start(self) -> None:
@@ -378,6 +380,26 @@ class LocalLLMServer:
             await asyncio.wait_for(asyncio.shield(process.wait()), seconds)
         await asyncio.sleep(0)  # let the supervisor task record it
 
+    async def explain_failure(self) -> str | None:
+        """Why a request to this server just failed, when its state explains it (None: it is running)."""
+        await self.settle()
+        process = self._process
+        if self._managed and process is not None and process.returncode is not None and not self._stopping:
+            return (
+                f"The embedded model server crashed ({describe_exit(process.returncode)}). Ensemble is "
+                f"restarting it; try again in a moment. Its log: {self._log_path}."
+            )
+        state = self.status()
+        if state.ready:
+            return None  # running (or found running and not ours): the caller's own message fits
+        if state.state in ("not started", "starting", "self-test"):
+            return f"{state.detail} Try again in a few seconds."
+        return state.detail
+
+    def transport(self, inner: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
+        """A transport for requests to this server that reports its state when they fail."""
+        return SupervisedTransport(inner, self)
+
     # --- stopping ----------------------------------------------------------------------------------
     @staticmethod
     async def _terminate(process: asyncio.subprocess.Process) -> None:
@@ -415,3 +437,45 @@ class LocalLLMServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.stop()
+
+
+class SupervisedTransport(httpx.AsyncBaseTransport):
+    """Sends requests through `inner`; a connection that fails (at once or mid-stream) because the supervised
+    server is down becomes a `ServerDown` carrying the supervisor's explanation (crashed, starting, failed)."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, server: LocalLLMServer) -> None:
+        self._inner = inner
+        self._server = server
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        try:
+            response = await self._inner.handle_async_request(request)
+        except httpx.TransportError as exc:
+            raise await self.explained(exc, request) from exc
+        if isinstance(response.stream, httpx.AsyncByteStream):
+            response.stream = _ExplainedStream(response.stream, self, request)
+        return response
+
+    async def explained(self, exc: httpx.TransportError, request: httpx.Request) -> httpx.TransportError:
+        detail = await self._server.explain_failure()
+        return exc if detail is None else ServerDown(detail, request=request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class _ExplainedStream(httpx.AsyncByteStream):
+    def __init__(self, inner: httpx.AsyncByteStream, transport: SupervisedTransport, request: httpx.Request) -> None:
+        self._inner = inner
+        self._transport = transport
+        self._request = request
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._inner:
+                yield chunk
+        except httpx.TransportError as exc:
+            raise await self._transport.explained(exc, self._request) from exc
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()

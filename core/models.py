@@ -14,6 +14,7 @@ from langchain_core.language_models import LanguageModelInput
 from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
 
+from core.local_llm import LocalLLMServer
 from core.resilience import CircuitBreaker
 from core.settings import ChatEndpoint, Settings
 
@@ -131,6 +132,14 @@ class ModelClients:
         }
 
 
-def model_http_client() -> httpx.AsyncClient:
-    """The HTTP client of the model clients: retries only connections that could not be opened."""
-    return httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(retries=1), timeout=None)
+def model_http_client(local: LocalLLMServer | None = None) -> httpx.AsyncClient:
+    """The HTTP client of the model clients: retries only connections that could not be opened.
+
+    Requests to the embedded server (`local`) go through its supervisor's transport, so that a failure
+    caused by its state (crashed, still starting) reaches the chat as that state, not as "unreachable".
+    """
+    mounts: dict[str, httpx.AsyncBaseTransport | None] = {}
+    if local is not None:
+        origin = httpx.URL(local.base_url)
+        mounts[f"all://{origin.host}:{origin.port}"] = local.transport(httpx.AsyncHTTPTransport(retries=1))
+    return httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(retries=1), mounts=mounts, timeout=None)

@@ -179,7 +179,10 @@ async def _recall_mode(location: StoreLocation, config: MemorySettings) -> Recal
         return "index"
     if config.vector == "index":
         raise MemoryUnavailable(f"memory.vector=index but {reason}")
-    log.warning("memory: no vector index because %s; embeddings are compared in process instead", reason)
+    # On a laptop (SQLite) comparing a user's few hundred memories in process is the designed path; on
+    # PostgreSQL a missing pgvector is worth an operator's attention.
+    level = logging.INFO if location.backend == "sqlite" else logging.WARNING
+    log.log(level, "memory: no vector index because %s; embeddings are compared in process instead", reason)
     return "scan"
 
 

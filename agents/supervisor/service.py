@@ -27,6 +27,8 @@ from agents.supervisor.decision import ANSWER_TAG
 from agents.supervisor.graph import Recall, build_graph
 from agents.supervisor.state import CHECKPOINT_TYPES, RunContext
 from core.errors import EnsembleError
+from core.local_llm import LocalLLMServer, ServerStatus
+from core.logs import quiet_library_noise
 from core.models import ModelClient, ModelClients, model_http_client
 from core.settings import Settings
 from memory import MemoryService, as_memory_embedder, format_memories, open_memory_service
@@ -41,6 +43,11 @@ __all__ = ["IngestProgress"]  # re-exported for the UI layer, with the events be
 
 INTERRUPTED = "_[interrupted: {reason}]_"
 DOCUMENTS_OFF = "Documents are not available in this deployment (the startup log says why)."
+EMPTY_FILE = "“{name}” is empty (0 bytes): there is nothing in it to read, so it was not added."
+NO_VISION = (
+    "“{name}” is in the chat, but I cannot look at images in this deployment: no vision model is "
+    "configured. To enable it, {hint}."
+)
 
 
 # --- events a turn streams to the UI -------------------------------------------------------------
@@ -140,6 +147,7 @@ class EnsembleService:
     documents: DocumentService | None = None
     memory: MemoryService | None = None
     models: ModelClients = field(default_factory=lambda: ModelClients(None, None, None))
+    local_llm: LocalLLMServer | None = None  # the embedded model server, when this process supervises it
     _background: set[asyncio.Task[Any]] = field(default_factory=set, repr=False)
 
     @classmethod
@@ -159,10 +167,18 @@ class EnsembleService:
         `models` and `specs` replace the ones built from settings (tests, benchmarks, evaluation);
         `with_documents`/`with_memory` False leave those features (and their models) out.
         """
+        quiet_library_noise()
         stack = AsyncExitStack()
+        local_llm = None
         try:
+            if models is None and settings.local_llm_active:
+                # The embedded server starts in the background (its self-test takes a few seconds); until it
+                # is ready, /readyz says so and a chat turn says it is starting.
+                local_llm = LocalLLMServer(settings.local_llm, settings.data_dir / "local-llm.log")
+                stack.push_async_callback(local_llm.stop)
+                local_llm.launch()
             http = await stack.enter_async_context(httpx.AsyncClient(timeout=30.0))
-            model_http = await stack.enter_async_context(model_http_client())
+            model_http = await stack.enter_async_context(model_http_client(local_llm))
             models = models or ModelClients.from_settings(settings, model_http)
             extras = dict(extras or {})
             documents = await _start_documents(settings, http, stack) if with_documents else None
@@ -187,7 +203,7 @@ class EnsembleService:
         except BaseException:
             await stack.aclose()
             raise
-        return cls(settings, registry, graph, checkpointer, stack, documents, memory, models)
+        return cls(settings, registry, graph, checkpointer, stack, documents, memory, models, local_llm)
 
     @property
     def supervisor(self) -> ModelClient | None:
@@ -198,6 +214,10 @@ class EnsembleService:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         await self._stack.aclose()
+
+    def embedded_model(self) -> ServerStatus | None:
+        """The embedded model server's state, when this process supervises one."""
+        return None if self.local_llm is None else self.local_llm.status()
 
     def model_health(self) -> dict[str, str]:
         """Each model role's server: `closed` (healthy), `open` (paused after failures) or `half-open`."""
@@ -324,7 +344,11 @@ class EnsembleService:
         messages: list[str] = []
         limits = ImageLimits.from_settings(self.settings.uploads)
         documents: list[FileRef] = []
+        vision_off = self.registry.unavailable.get("vision")
         for file in files:
+            if file.size == 0:
+                messages.append(EMPTY_FILE.format(name=file.name))
+                continue
             if file.kind == "image":
                 try:
                     info = await asyncio.to_thread(validate_image, file.path, limits, name=file.name)
@@ -332,6 +356,8 @@ class EnsembleService:
                     messages.append(str(exc))
                     continue
                 accepted.append(replace(file, mime=info.mime))
+                if vision_off is not None:
+                    messages.append(NO_VISION.format(name=file.name, hint=vision_off.enable_hint))
             else:
                 documents.append(file)
         if documents and self.documents is None:

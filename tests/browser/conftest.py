@@ -105,8 +105,14 @@ def attach(page: Any, files: list[Path]) -> None:
     """Attach files in the composer and wait until each one finished uploading."""
     page.locator("#upload-button-input").set_input_files([str(f) for f in files])
     attachments = page.locator("#attachments")
+    images = [f for f in files if f.suffix.lower() in (".png", ".jpg", ".jpeg", ".gif", ".webp")]
     for file in files:
-        attachments.get_by_text(file.name).first.wait_for(timeout=30_000)
+        if file not in images:  # images show as thumbnails, without their names
+            attachments.get_by_text(file.name).first.wait_for(timeout=30_000)
+    if images:
+        page.wait_for_function(
+            f"() => document.querySelectorAll('#attachments img').length >= {len(images)}", timeout=30_000
+        )
     page.wait_for_function(
         "() => !document.querySelector('#attachments [role=progressbar], #attachments .animate-spin')",
         timeout=60_000,
