@@ -244,6 +244,13 @@ class EnsembleDataLayer(SQLAlchemyDataLayer):
             return None
         return str(rows[0]["userId"])
 
+    async def get_thread_author(self, thread_id: str) -> str:
+        """The chat author's login name; '' for an unknown chat (Chainlit then answers 404, not 500)."""
+        try:
+            return await super().get_thread_author(thread_id)
+        except ValueError:
+            return ""
+
     async def step_thread_id(self, step_id: str) -> str | None:
         """The chat a message (step) belongs to."""
         rows = await self.execute_sql('SELECT "threadId" FROM steps WHERE "id" = :id', {"id": step_id})

@@ -28,6 +28,7 @@ def relabel_as_unowned(data: Path, element_id: str, key: str) -> str:
     return unowned
 
 
+@pytest.mark.own_app
 async def test_files_survive_restart_and_resume_and_go_with_their_chat(
     local_llm: LocalLLMSettings, tmp_path: Path
 ) -> None:

@@ -32,6 +32,7 @@ async def test_cookie_is_not_secure_on_plain_http(secure_app: RunningApp) -> Non
     assert "secure" not in attributes, "a Secure cookie would never come back over http://"
 
 
+@pytest.mark.own_app
 async def test_cookie_is_secure_when_the_public_url_is_https(local_llm: LocalLLMSettings, tmp_path: Path) -> None:
     create_users(tmp_path, dict(os.environ), ("alice",))
     app = start_app(tmp_path, local_llm.port, {"ENSEMBLE_AUTH__PUBLIC_URL": "https://chat.example.com"})

@@ -89,5 +89,7 @@ async def test_a_chats_author_never_changes(tmp_path: Path) -> None:
         await layer.update_thread("t1", name="alice's chat", user_id=ALICE)
         await layer.update_thread("t1", name="taken", user_id=BOB)
         assert await layer.thread_user_id("t1") == ALICE
+        assert await layer.get_thread_author("t1") == "alice"
+        assert await layer.get_thread_author("no-such-chat") == "", "a 404 for an unknown chat, not a 500"
     finally:
         await layer.engine.dispose()
