@@ -36,14 +36,6 @@ APP_ENV = {**{f"ENSEMBLE_LIMITS__{k}": v for k, v in LIMITS.items()},
            "ENSEMBLE_IMAGE__BASE_URL": "http://127.0.0.1:9", "ENSEMBLE_IMAGE__API_KEY": "image-key-that-must-not-leak"}
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that start an app of their own run after those on the shared app: a Chainlit process that
-    stops deletes `.files` (its session files) in the app root, which every app started here shares."""
-    own = [item for item in items if item.get_closest_marker("own_app")]
-    others = [item for item in items if not item.get_closest_marker("own_app")]
-    items[:] = others + own
-
-
 def create_users(data: Path, env: dict[str, str], names: tuple[str, ...] = tuple(USERS)) -> None:
     for name in names:
         subprocess.run([sys.executable, "-m", "memory.admin", "create-user", name, "--password-stdin"],
