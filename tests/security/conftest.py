@@ -22,9 +22,9 @@ from tests.support.recording_server import RecordingServer, recording_server
 AUDIT = REPO / "tests" / "support" / "connect_audit"  # its sitecustomize logs the app's connections
 METADATA_URL = "http://169.254.169.254/latest/meta-data/iam/security-credentials/"
 
-# alice and bob are the two users of the authorization suite; carol, dave and erin are the limits tests'
+# alice and bob are the two users of the authorization suite; carol, dave, erin and grace the limits tests'
 USERS = {"alice": "alice-password-1", "bob": "bob-password-22", "carol": "carol-password-3",
-         "dave": "dave-password-44", "erin": "erin-password-555"}
+         "dave": "dave-password-44", "erin": "erin-password-555", "grace": "grace-password-6666"}
 # The shared app trusts one proxy hop (as behind the load balancer), so each throttling test can come
 # from its own client address (X-Forwarded-For) without slowing down the other tests' logins.
 # Small limits, so that the tests reach them quickly; an image server configured with a key that

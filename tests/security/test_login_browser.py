@@ -1,4 +1,5 @@
-"""In Chromium: after too many wrong passwords the login page says why, and for how long."""
+"""In Chromium: after too many wrong passwords the login page says why, and for how long; a refused
+upload says why in the composer."""
 
 from __future__ import annotations
 
@@ -9,9 +10,22 @@ from typing import Any
 import pytest
 
 from tests.browser.conftest import RunningApp, browser  # noqa: F401 (the Chromium fixture)
-from tests.security.conftest import LIMITS
+from tests.security.conftest import LIMITS, USERS
 
 pytestmark = [pytest.mark.browser, pytest.mark.llm]
+
+
+def login(browser: Any, url: str, user: str, password: str) -> Any:  # noqa: F811
+    """A fresh context signed in as `user` (from its own address, so as not to use up 127.0.0.1's sign-ins)."""
+    context = browser.new_context(extra_http_headers={"X-Forwarded-For": "198.18.0.2"})
+    page = context.new_page()
+    page.goto(url)
+    page.locator("#email").fill(user)
+    page.locator("#password").fill(password)
+    page.get_by_role("button", name="Sign In").click()
+    page.locator("#chat-input").wait_for(timeout=30_000)
+    page.wait_for_load_state("networkidle")  # the socket session exists (uploads need it)
+    return page
 
 
 def test_login_page_shows_the_throttle_message(secure_app: RunningApp, browser: Any,  # noqa: F811
@@ -32,3 +46,15 @@ def test_login_page_shows_the_throttle_message(secure_app: RunningApp, browser: 
         page.screenshot(path=str(artifacts_dir / "login-throttled.png"))
     finally:
         context.close()
+
+
+def test_composer_says_why_an_upload_is_refused(secure_app: RunningApp, browser: Any,  # noqa: F811
+                                                tmp_path: Path) -> None:
+    big = tmp_path / "too-big.txt"
+    big.write_bytes(b"x" * (1024 * 1024 + 300 * 1024))
+    page = login(browser, secure_app.url, "grace", USERS["grace"])
+    try:
+        page.locator("#upload-button-input").set_input_files([str(big)])
+        page.get_by_text("Failed to upload too-big.txt: Files are limited to 1 MB.").wait_for(timeout=30_000)
+    finally:
+        page.context.close()
