@@ -1,22 +1,31 @@
 # syntax=docker/dockerfile:1.7
-# Ensemble app image: Chainlit + the supervisor, without the `local` extra (no torch, no llama.cpp:
-# in the cluster every model sits behind its own server). Build: docker build -t ensemble:<tag> .
+# Ensemble app image: Chainlit + the supervisor + the documents room (`docs` extra: unstructured's
+# partitioners, spaCy's English model, PDFium), without the `local` extra (no torch, no llama.cpp: in the
+# cluster every model sits behind its own server). Build: docker build -t ensemble:<tag> .
+# BASE: any Debian bookworm image with Python 3.11 and venv (tests/container builds FROM a local one).
+ARG BASE=python:3.11.11-slim-bookworm
 
-FROM python:3.11.11-slim-bookworm AS build
+FROM ${BASE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-RUN python -m venv /opt/venv
+RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml ./
+# Dependencies first, in a layer of their own that only pyproject.toml invalidates: the project's own
+# requirements, the `docs` extra, and the socket.io client the PostSync smoke test (deploy/smoke_chat.py) speaks.
+RUN python3 -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['docs']))" > /tmp/requirements.txt \
+ && pip install -r /tmp/requirements.txt "python-socketio[asyncio_client]>=5.11,<6"
+COPY README.md ./
 COPY core ./core
 COPY agents ./agents
 COPY rag ./rag
 COPY memory ./memory
 COPY chainlit_app ./chainlit_app
-# The project itself, plus the socket.io client the PostSync smoke test (deploy/smoke_chat.py) speaks.
-RUN pip install . "python-socketio[asyncio_client]>=5.11,<6"
+# unstructured requires numba and llvmlite (208 MB) only for PDF image layout, which Ensemble never runs (it
+# reads PDFs with PDFium, rag/pdf.py): removed after the dependency check, as scripts/dev does.
+RUN pip install ".[docs]" && pip check && pip uninstall -y numba llvmlite
 
-FROM python:3.11.11-slim-bookworm AS runtime
+FROM ${BASE} AS runtime
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

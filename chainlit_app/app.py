@@ -15,10 +15,12 @@ from typing import Any
 import chainlit as cl
 from chainlit.oauth_providers import get_configured_oauth_providers
 from chainlit.server import app as http_app
-from fastapi.responses import JSONResponse
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 
 from agents.specialists.base import FileRef
+from agents.supervisor.metrics import TurnMetrics
 from agents.supervisor.service import (
     AnswerToken,
     EnsembleService,
@@ -82,6 +84,18 @@ def turn_slots() -> ConcurrencyCap:
     return limits.turns
 
 
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics of this process's turns (agents/supervisor/metrics.py), for in-cluster scrapers:
+    a request that came through a proxy or load balancer (X-Forwarded-For) is not served."""
+    turn_metrics: TurnMetrics | None = getattr(http_app.state, "metrics", None)
+    if "x-forwarded-for" in request.headers:
+        return Response(status_code=404)
+    if turn_metrics is None:
+        return Response(status_code=503)
+    body, content_type = turn_metrics.exposition()
+    return Response(body, media_type=content_type)
+
+
 @cl.on_app_startup
 async def startup() -> None:
     settings = Settings()
@@ -90,11 +104,13 @@ async def startup() -> None:
     guards.harden_cookies(settings.auth)
     # Chainlit serves its UI from a catch-all route, so our routes go in front of it (and of its own
     # routes that guards.py checks first).
-    ours = [APIRoute("/healthz", healthz, methods=["GET"]), APIRoute("/readyz", readyz, methods=["GET"]),
-            file_route(lambda: getattr(http_app.state, "storage", None)), *guards.routes(limits)]
+    ours = [APIRoute(path, endpoint, methods=["GET"]) for path, endpoint in
+            (("/healthz", healthz), ("/readyz", readyz), ("/metrics", metrics))]
+    ours += [file_route(lambda: getattr(http_app.state, "storage", None)), *guards.routes(limits)]
     http_app.router.routes[0:0] = ours
     ensemble = await EnsembleService.start(settings)
     http_app.state.ensemble = ensemble
+    http_app.state.metrics = TurnMetrics(circuit_states=ensemble.model_health)
     if settings.auth.mode != "none" or get_configured_oauth_providers():
         users = await UserStore.from_settings(settings)
         http_app.state.users = users
@@ -245,7 +261,8 @@ async def on_message(message: cl.Message) -> None:
         return batchers[step_id]
 
     try:
-        async for event in service().stream_turn(thread_id=thread_id, user_id=user_id, text=text, files=files):
+        turn = service().stream_turn(thread_id=thread_id, user_id=user_id, text=text, files=files)
+        async for event in http_app.state.metrics.observe(turn):
             if isinstance(event, AnswerToken):
                 await batchers[""].add(event.text)
             elif isinstance(event, StepToken):

@@ -16,7 +16,9 @@ import os
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -51,8 +53,31 @@ async def login_cookie(base: str, mode: str, header: str | None) -> str:
     return cookies
 
 
-async def chat_turn(base: str, cookie: str, text: str, wait_seconds: float) -> str:
-    """Send `text` as a user message; return the assistant's reply text."""
+async def upload(base: str, cookie: str, session_id: str, path: Path, mime: str) -> dict[str, str]:
+    """Upload a file into the chat session as the browser does (`/project/file`); its file reference."""
+    content = await asyncio.to_thread(path.read_bytes)
+    async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+        resp = await client.post(
+            "/project/file",
+            params={"session_id": session_id},
+            headers={"Cookie": cookie} if cookie else {},
+            files={"file": (path.name, content, mime)},
+        )
+    if resp.status_code != 200:
+        raise SmokeFailure(f"upload of {path.name} failed: HTTP {resp.status_code} {resp.text[:200]}")
+    return {"id": str(resp.json()["id"])}
+
+
+async def chat_turn(
+    base: str,
+    cookie: str,
+    text: str,
+    wait_seconds: float,
+    files: Sequence[tuple[Path, str]] = (),
+    steps: list[dict[str, Any]] | None = None,
+) -> str:
+    """Send `text` as a user message, with `files` ((path, MIME type)) attached; return the assistant's
+    reply text. Every other step the app shows (tool steps, notices) is appended to `steps` if given."""
     sio = socketio.AsyncClient(reconnection=False)
     replies: dict[str, str] = {}
     done = asyncio.Event()
@@ -64,6 +89,8 @@ async def chat_turn(base: str, cookie: str, text: str, wait_seconds: float) -> s
             errors.append(str(step.get("output", "")))
         if step.get("type") == "assistant_message":
             replies[step["id"]] = str(step.get("output") or "")
+        elif steps is not None and step.get("type") != "user_message":
+            steps.append(step)
 
     sio.on("new_message", on_step)
     sio.on("update_message", on_step)
@@ -88,9 +115,10 @@ async def chat_turn(base: str, cookie: str, text: str, wait_seconds: float) -> s
     sio.on("task_end", on_task_end)
 
     headers = {"Cookie": cookie} if cookie else {}
+    session_id = str(uuid.uuid4())
     auth = {
         "clientType": "webapp",
-        "sessionId": str(uuid.uuid4()),
+        "sessionId": session_id,
         "threadId": None,
         "userEnv": json.dumps({}),
         "chatProfile": None,
@@ -113,8 +141,9 @@ async def chat_turn(base: str, cookie: str, text: str, wait_seconds: float) -> s
             "output": text,
             "createdAt": datetime.now(UTC).isoformat(),
         }
+        references = [await upload(base, cookie, session_id, path, mime) for path, mime in files]
         sent.set()
-        await sio.emit("client_message", {"message": message, "fileReferences": []})
+        await sio.emit("client_message", {"message": message, "fileReferences": references})
         try:
             await asyncio.wait_for(done.wait(), wait_seconds)
         except TimeoutError as exc:

@@ -59,8 +59,16 @@ OPERATORS = [
         "nvidia-device-plugin",
         "0.19.0",
     ),
-    ("argo-workflows", "argo", "https://argoproj.github.io/argo-helm", "argo-workflows", "2.0.1"),
+    (
+        "dcgm-exporter",
+        "dcgm-exporter",
+        "https://nvidia.github.io/dcgm-exporter/helm-charts",
+        "dcgm-exporter",
+        "4.8.2",
+    ),
+    ("argo-workflows", "argo", "https://argoproj.github.io/argo-helm", "argo-workflows", "1.0.18"),
 ]
+# Every version above is the one deploy/upstream-charts.yaml records with its source commit (a test checks).
 # 0 operators and CRDs -> 1 cluster config (node pools, secret store, workflow templates) -> 2 PostgreSQL
 # and Milvus -> 3 model servers -> 4 the app.
 WAVES = ("0", "1", "2", "3", "4")
@@ -213,8 +221,9 @@ def applicationset(env: str) -> dict[str, Any]:
                     "project": "default",
                     "destination": {"server": target["server"], "namespace": "{{.namespace}}"},
                     "sources": [],  # set by templatePatch: a Helm repository chart or a path in this repo
+                    # No `automated`: RollingSync turns every generated Application's auto-sync off (Argo CD's
+                    # Progressive Syncs docs) and starts each wave's syncs itself, with the retry below.
                     "syncPolicy": {
-                        "automated": {"prune": True, "selfHeal": True},
                         "syncOptions": [
                             "CreateNamespace=true",
                             "ServerSideApply=true",

@@ -78,7 +78,7 @@ def test_service_account_has_irsa_role(app: Rendered) -> None:
 
 
 def test_secrets_are_references_only(app: Rendered) -> None:
-    cm = app.one("ConfigMap")
+    cm = app.one("ConfigMap", "ensemble-settings")
     for key in cm["data"]:
         assert not key.endswith(SECRET_NAME_HINTS), f"secret-like key {key} in the ConfigMap"
     env = _container(app)["env"]
@@ -113,7 +113,7 @@ def _field_exists(model: type[BaseModel], parts: list[str]) -> bool:
 
 def test_every_setting_is_one_the_app_reads(app: Rendered) -> None:
     """A typo in ENSEMBLE_* would be silently ignored by pydantic-settings (extra="ignore")."""
-    keys = [*app.one("ConfigMap")["data"], *(e["name"] for e in _container(app)["env"])]
+    keys = [*app.one("ConfigMap", "ensemble-settings")["data"], *(e["name"] for e in _container(app)["env"])]
     for key in keys:
         if key.startswith("CHAINLIT_"):
             continue
@@ -121,11 +121,11 @@ def test_every_setting_is_one_the_app_reads(app: Rendered) -> None:
         assert _field_exists(Settings, key.removeprefix("ENSEMBLE_").split("__")), (
             f"{key} is not in core/settings.py"
         )
-    assert app.one("ConfigMap")["data"]["ENSEMBLE_LOCAL_LLM__ENABLED"] == "off"
+    assert app.one("ConfigMap", "ensemble-settings")["data"]["ENSEMBLE_LOCAL_LLM__ENABLED"] == "off"
 
 
 def test_login_is_required_and_the_smoke_test_logs_in_the_same_way(app: Rendered) -> None:
-    settings = app.one("ConfigMap")["data"]
+    settings = app.one("ConfigMap", "ensemble-settings")["data"]
     assert settings["ENSEMBLE_AUTH__MODE"] in ("password", "header")
     assert settings["ENSEMBLE_AUTH__FIRST_LOGIN_CREATES_ACCOUNT"] == "false"
     job = next(j for j in app.of_kind("Job") if j["metadata"]["name"].endswith("-smoke-test"))

@@ -21,6 +21,7 @@ WAVES = {
         "keda-add-ons-http",
         "kube-prometheus-stack",
         "nvidia-device-plugin",
+        "dcgm-exporter",
         "argo-workflows",
     },
     "1": {"platform", "weight-cache-workflows"},
@@ -73,8 +74,10 @@ def test_multi_source_values_layering(env: str, generated_apps: dict[str, list[A
         assert any(f"/{env}/" in f for f in helm_cfg["valueFiles"]), "every app has an environment layer"
         if "chart" in chart_src:
             assert chart_src["targetRevision"][0].isdigit(), "upstream charts are pinned to a version"
-        auto = app["spec"]["syncPolicy"]["automated"]
-        assert auto["prune"] and auto["selfHeal"]
+        # RollingSync turns auto-sync off and starts each wave's syncs itself (issue 18): `automated` and
+        # its selfHeal would be dead configuration; the retry policy is what its syncs use
+        assert "automated" not in app["spec"]["syncPolicy"]
+        assert app["spec"]["syncPolicy"]["retry"]["limit"] >= 5
         if app["spec"]["destination"]["namespace"] == "ensemble-models":
             labels = app["spec"]["syncPolicy"]["managedNamespaceMetadata"]["labels"]
             assert labels["pod-security.kubernetes.io/enforce"] == "privileged"
@@ -109,3 +112,25 @@ def test_applicationsets_are_what_the_generator_writes() -> None:
 @pytest.mark.parametrize("env", ENVS)
 def test_deleting_an_applicationset_keeps_what_it_deployed(env: str) -> None:
     assert appset(env)["spec"]["syncPolicy"]["preserveResourcesOnDeletion"] is True
+
+
+def test_each_environment_s_applicationset_comes_from_the_branch_it_tracks() -> None:
+    """main's root syncs dev and staging; prod's ApplicationSet comes from `release`, the branch prod's
+    Applications track, so nothing merged to main (a chart version, a wave) reaches prod unreleased."""
+    sys.path.insert(0, str(DEPLOY / "argocd"))
+    import generate
+
+    roots = [yaml.safe_load((DEPLOY / "argocd" / f).read_text()) for f in ("root.yaml", "root-prod.yaml")]
+    files = sorted(p.name for p in (DEPLOY / "argocd" / "root").glob("applicationset-*.yaml"))
+    synced: dict[str, str] = {}
+    for root in roots:
+        source = root["spec"]["source"]
+        assert source["repoURL"] == generate.REPO_URL and source["path"] == "deploy/argocd/root"
+        directory = source["directory"]
+        for name in files:
+            excluded = name == directory.get("exclude")
+            included = directory.get("include") in (None, name)
+            if included and not excluded:
+                assert name not in synced, f"{name} synced by two roots"
+                synced[name] = source["targetRevision"]
+    assert synced == {f"applicationset-{env}.yaml": generate.ENVIRONMENTS[env]["revision"] for env in ENVS}

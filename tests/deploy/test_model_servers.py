@@ -113,7 +113,7 @@ def test_keda_triggers_per_server_kind(server: Rendered) -> None:
 def test_app_urls_reach_the_rendered_servers(env: str, renders: dict[tuple[str, str], Rendered]) -> None:
     """Each model URL in the app's settings names a Service some model chart renders, on its port;
     servers behind the KEDA interceptor are reached through their `-keda` name."""
-    settings = renders[(env, "ensemble")].one("ConfigMap")["data"]
+    settings = renders[(env, "ensemble")].one("ConfigMap", "ensemble-settings")["data"]
     services: dict[str, tuple[dict[str, Any], Rendered]] = {}
     for m in MODELS:
         r = renders[(env, m)]

@@ -54,6 +54,10 @@ app.kubernetes.io/part-of: ensemble
 - --served-model-name
 - {{ . }}
 {{- end }}
+{{- with $v.sglang.modelOverrides }}
+- --json-model-override-args
+- {{ toJson . | quote }}
+{{- end }}
 - --host
 - 0.0.0.0
 - --port
@@ -99,4 +103,9 @@ app.kubernetes.io/part-of: ensemble
 {{- else -}}
 {{- printf "%s:%s" .Values.image.repository .Values.image.tag -}}
 {{- end -}}
+{{- end -}}
+
+{{/* The Secret with the server's bearer key: one per release (two releases never render one object twice). */}}
+{{- define "ms.apiKeySecret" -}}
+{{- default (printf "%s-api-key" (include "ms.fullname" .)) .Values.apiKey.secretName -}}
 {{- end -}}
