@@ -139,7 +139,7 @@ def test_login_is_required_and_the_smoke_test_logs_in_the_same_way(app: Rendered
 
 
 def test_session_cookies_are_secure_and_signed_with_a_required_secret(app: Rendered) -> None:
-    settings = app.one("ConfigMap")["data"]
+    settings = app.one("ConfigMap", "ensemble-settings")["data"]
     host = app.one("Ingress")["spec"]["rules"][0]["host"]
     assert settings["ENSEMBLE_AUTH__PUBLIC_URL"] == f"https://{host}"
     assert AuthSettings(public_url=settings["ENSEMBLE_AUTH__PUBLIC_URL"]).cookies_secure
