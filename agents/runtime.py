@@ -186,8 +186,9 @@ class Ensemble:
         return await self.agent.history(thread_id)
 
     async def delete_thread(self, thread_id: str, user_id: str) -> None:
-        """Forget a chat: its checkpoints and the documents uploaded in it."""
+        """Forget a chat: its checkpoints, the documents uploaded in it, what specialists kept for it."""
         await self.agent.delete_thread(thread_id)
+        await self.registry.forget_chat(thread_id)
         if self.documents is not None:
             await self.documents.delete_chat(user_id, thread_id)
 

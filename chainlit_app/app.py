@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import chainlit as cl
-from chainlit.auth import get_current_user
 from chainlit.oauth_providers import get_configured_oauth_providers
 from chainlit.server import app as http_app
-from fastapi import Depends, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi import Request
+from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 
 from accounts.users import UserStore
@@ -36,8 +35,9 @@ from agents.supervisor.events import (
     TurnFinished,
 )
 from agents.supervisor.metrics import TurnMetrics
-from chainlit_app import auth
-from chainlit_app.persistence import FILES_ROUTE, EnsembleDataLayer, LocalStorageClient, ensure_schema
+from chainlit_app import auth, guards
+from chainlit_app.files import file_route
+from chainlit_app.persistence import EnsembleDataLayer, LocalStorageClient, ensure_schema
 from chainlit_app.render import (
     artifact_elements,
     file_kind,
@@ -47,8 +47,8 @@ from chainlit_app.render import (
     with_source_links,
 )
 from chainlit_app.streaming import TokenBatcher
-from chainlit_app.uploads import upload_file
 from core.databases import history_url
+from core.limits import ConcurrencyCap, Limits
 from core.settings import Settings
 from rag.types import IngestProgress
 
@@ -94,25 +94,23 @@ async def metrics(request: Request) -> Response:
     return Response(body, media_type=content_type)
 
 
-async def stored_file(key: str, user: Any = Depends(get_current_user)) -> Response:  # noqa: B008
-    """An element file (uploaded or generated image, document) of one of the caller's own chats."""
-    storage: LocalStorageClient | None = getattr(http_app.state, "storage", None)
-    owner = getattr(user, "id", None)
-    path = storage.path_for(key) if storage is not None else None
-    if path is None or owner is None or key.split("/", 1)[0] != owner or not path.is_file():
-        return Response(status_code=404)
-    assert storage is not None  # path_for came from it
-    return FileResponse(path, media_type=storage.mime_of(path))
+def turn_slots() -> ConcurrencyCap:
+    limits: Limits = http_app.state.limits
+    return limits.turns
 
 
 @cl.on_app_startup
 async def startup() -> None:
-    # Chainlit serves its UI from a catch-all route, so our routes go in front of it.
-    routes = (("/healthz", healthz), ("/readyz", readyz), ("/metrics", metrics))
-    for path, endpoint in (*routes, (f"{FILES_ROUTE}/{{key:path}}", stored_file)):
-        http_app.router.routes.insert(0, APIRoute(path, endpoint, methods=["GET"]))
-    http_app.router.routes.insert(0, APIRoute("/project/file", upload_file, methods=["POST"]))
     settings = Settings()
+    limits = Limits.from_settings(settings.limits, settings.uploads.max_bytes)
+    http_app.state.limits = limits
+    guards.harden_cookies(settings.auth)
+    # Chainlit serves its UI from a catch-all route, so our routes go in front of it (and of its own
+    # routes that guards.py checks first).
+    ours = [APIRoute(path, endpoint, methods=["GET"]) for path, endpoint in
+            (("/healthz", healthz), ("/readyz", readyz), ("/metrics", metrics))]
+    ours += [file_route(lambda: getattr(http_app.state, "storage", None)), *guards.routes(limits)]
+    http_app.router.routes[0:0] = ours
     running = await Ensemble.start(settings)
     http_app.state.ensemble = running
     http_app.state.metrics = TurnMetrics(circuit_states=running.model_health)
@@ -123,7 +121,9 @@ async def startup() -> None:
         url = history_url(settings)
         await ensure_schema(url)
         storage = LocalStorageClient(settings.data_dir / "files")
-        layer = EnsembleDataLayer(url, storage, on_delete_thread=running.delete_thread)
+        layer = EnsembleDataLayer(url, storage, on_delete_thread=forget_chat)
+        if moved := await layer.adopt_unowned_files(storage):
+            log.info("moved %d stored files from unknown/ to their owners", moved)
         http_app.state.storage = storage
         cl.data_layer(lambda: layer)
     status = running.status()
@@ -145,6 +145,17 @@ async def shutdown() -> None:
         await users.aclose()
 
 
+async def forget_chat(thread_id: str, user_id: str) -> None:
+    """A deleted chat: what the agent layer kept for it, and the copies of its uploads."""
+    await ensemble().delete_thread(thread_id, user_id)
+    folder = uploads_folder(user_id, thread_id)
+    await asyncio.to_thread(shutil.rmtree, folder, True)
+
+
+def uploads_folder(user_id: str, thread_id: str) -> Path:
+    return ensemble().settings.data_dir / "uploads" / safe_name(user_id) / safe_name(thread_id)
+
+
 def current_user_id() -> str:
     user = cl.user_session.get("user")
     if isinstance(user, cl.User):
@@ -152,10 +163,16 @@ def current_user_id() -> str:
     return LOCAL_USER
 
 
+def turn_owner() -> str:
+    """Whose turn it is, for the cap of concurrent turns: the account, or the tab when nobody signs in."""
+    if isinstance(cl.user_session.get("user"), cl.User):
+        return current_user_id()
+    return f"session:{cl.context.session.id}"
+
+
 async def uploaded_files(message: cl.Message, user_id: str, thread_id: str) -> list[FileRef]:
     """The message's files, copied out of Chainlit's session folder (emptied on restart) into the data dir."""
-    settings = ensemble().settings
-    folder = settings.data_dir / "uploads" / safe_name(user_id) / safe_name(thread_id)
+    folder = uploads_folder(user_id, thread_id)
     files = []
     for element in message.elements or []:
         if element.path is None:
@@ -221,6 +238,7 @@ async def starters(user: cl.User | None = None, language: str | None = None) -> 
 
 
 @cl.on_message
+@guards.capped_turns(turn_slots, turn_owner)
 async def on_message(message: cl.Message) -> None:
     # The answer message is created on first use, so that steps started before it sort above it.
     answer: cl.Message | None = None

@@ -2,24 +2,41 @@
 
 Chainlit does not create its tables, so `ensure_schema` does (idempotently) at startup and in the
 deployment's migration job. Elements (uploaded and generated images, files) are kept by a small
-local storage client under the data dir and served back at `/files/...`.
+local storage client under the data dir, each under its owner (`<user id>/<element id>/<name>`),
+and served back to that owner only at `/files/...` (chainlit_app/files.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 import mimetypes
+import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from chainlit.context import context_var
 from chainlit.data.sql_alchemy import SQLAlchemyDataLayer
 from chainlit.data.storage_clients.base import BaseStorageClient
+from chainlit.user import PersistedUser
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from core.outbound import OutboundRefused, vet_url
+
+if TYPE_CHECKING:
+    from chainlit.element import Element
+    from chainlit.session import WebsocketSession
+
+log = logging.getLogger(__name__)
+
 FILES_ROUTE = "/files"
+UNOWNED = "unknown"  # the owner Chainlit writes into a key when it cannot find the thread's author
+# One segment of a storage key: a plain file name (no separators, no dot segments, no control characters).
+_SEGMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 
 # Chainlit 2.12's SQLAlchemy schema (docs.chainlit.io/data-layers/sqlalchemy), with the types each
 # dialect needs: PostgreSQL keeps UUID/JSONB/TEXT[]; SQLite stores them as TEXT.
@@ -77,16 +94,51 @@ async def ensure_schema(url: str) -> None:
         await engine.dispose()
 
 
+def plain_name(name: str) -> str:
+    """A file name made only of safe characters (never a path)."""
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._-")
+    return cleaned[:120] or "file"
+
+
+def valid_key(object_key: str) -> bool:
+    """Whether `object_key` is `owner/element/name`, each a plain segment (no `..`, `/`, `\\`, NUL)."""
+    parts = object_key.split("/")
+    return len(parts) == 3 and all(_SEGMENT.fullmatch(p) for p in parts)
+
+
 class LocalStorageClient(BaseStorageClient):
-    """Element files on local disk, read back through the app's `/files/<key>` route."""
+    """Element files on local disk under `<root>/<owner id>/<element id>/<name>`.
+
+    Keys are checked before any file system call, and a path counts only if it resolves (symlinks
+    followed) inside its owner's folder.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
 
     def path_for(self, object_key: str) -> Path | None:
-        """The file behind `object_key`, or None if the key escapes the storage root."""
+        """The file behind a valid key, resolved; None if the key is malformed or leaves its owner's folder."""
+        if not valid_key(object_key):
+            return None
+        owner = object_key.split("/", 1)[0]
         path = (self.root / object_key).resolve()
-        return path if path.is_relative_to(self.root) else None
+        return path if path.is_relative_to(self.root / owner) else None
+
+    def owned_file(self, object_key: str, owner: str) -> Path | None:
+        """The regular file behind `object_key` if it is `owner`'s, else None."""
+        path = self.path_for(object_key)
+        if path is None or object_key.split("/", 1)[0] != owner or not path.is_file():
+            return None
+        return path
+
+    def canonical_key(self, object_key: str) -> str | None:
+        """Chainlit's `<owner>/<element id>/<element name>` with the name made plain; None without an owner."""
+        owner, _, rest = object_key.partition("/")
+        element, _, name = rest.partition("/")
+        key = f"{owner}/{element}/{plain_name(name)}"
+        if owner == UNOWNED or not valid_key(key):
+            return None
+        return key
 
     async def upload_file(
         self,
@@ -96,21 +148,30 @@ class LocalStorageClient(BaseStorageClient):
         overwrite: bool = True,
         content_disposition: str | None = None,
     ) -> dict[str, Any]:
-        path = self.path_for(object_key)
-        if path is None:
+        key = self.canonical_key(object_key)
+        path = self.path_for(key) if key is not None else None
+        if key is None or path is None:
+            log.error("refusing to store an element under %r (no owner, or not a plain key)", object_key)
             return {}
         if path.exists() and not overwrite:
-            return {"object_key": object_key, "url": await self.get_read_url(object_key)}
-        path.parent.mkdir(parents=True, exist_ok=True)
+            return {"object_key": key, "url": await self.get_read_url(key)}
         payload = data.encode() if isinstance(data, str) else data
-        await asyncio.to_thread(path.write_bytes, payload)
-        return {"object_key": object_key, "url": await self.get_read_url(object_key)}
+        await asyncio.to_thread(_write, path, payload)
+        return {"object_key": key, "url": await self.get_read_url(key)}
 
     async def delete_file(self, object_key: str) -> bool:
         path = self.path_for(object_key)
-        if path is None or not path.exists():
+        if path is None or not path.is_file():
             return False
-        path.unlink()
+        await asyncio.to_thread(_remove, path)
+        return True
+
+    async def move(self, old_key: str, new_key: str) -> bool:
+        """Move a stored file to another key (adopting an unowned upload); False if there is none."""
+        source, target = self.path_for(old_key), self.path_for(new_key)
+        if source is None or target is None or not source.is_file():
+            return False
+        await asyncio.to_thread(_move, source, target)
         return True
 
     async def get_read_url(self, object_key: str) -> str:
@@ -121,6 +182,33 @@ class LocalStorageClient(BaseStorageClient):
 
     def mime_of(self, path: Path) -> str:
         return mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+
+
+def _write(path: Path, payload: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(payload)
+
+
+def _remove(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        path.parent.rmdir()  # the element's folder, once empty
+
+
+def _move(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    source.replace(target)
+    with contextlib.suppress(OSError):
+        source.parent.rmdir()
+
+
+def _session() -> WebsocketSession | None:
+    """The socket session this call runs for (a socket event, or an HTTP route that set it up), if any."""
+    from chainlit.session import WebsocketSession
+
+    current = context_var.get(None)
+    session = getattr(current, "session", None)
+    return session if isinstance(session, WebsocketSession) else None
 
 
 class EnsembleDataLayer(SQLAlchemyDataLayer):
@@ -136,6 +224,114 @@ class EnsembleDataLayer(SQLAlchemyDataLayer):
         super().__init__(conninfo=conninfo, storage_provider=storage)
         self._sqlite = conninfo.startswith("sqlite")
         self._on_delete_thread = on_delete_thread
+
+    # --- who owns what ------------------------------------------------------------------------------
+    async def thread_user_id(self, thread_id: str) -> str | None:
+        """The id (Chainlit's user table) of the chat's author, or None while the chat has none."""
+        rows = await self.execute_sql('SELECT "userId" FROM threads WHERE "id" = :id', {"id": thread_id})
+        if not isinstance(rows, list) or not rows or not rows[0].get("userId"):
+            return None
+        return str(rows[0]["userId"])
+
+    async def get_thread_author(self, thread_id: str) -> str:
+        """The chat author's login name; '' for an unknown chat (Chainlit then answers 404, not 500)."""
+        try:
+            return await super().get_thread_author(thread_id)
+        except ValueError:
+            return ""
+
+    async def step_thread_id(self, step_id: str) -> str | None:
+        """The chat a message (step) belongs to."""
+        rows = await self.execute_sql('SELECT "threadId" FROM steps WHERE "id" = :id', {"id": step_id})
+        return str(rows[0]["threadId"]) if isinstance(rows, list) and rows and rows[0]["threadId"] else None
+
+    async def feedback_thread_id(self, feedback_id: str) -> str | None:
+        """The chat a feedback belongs to."""
+        rows = await self.execute_sql('SELECT "threadId" FROM feedbacks WHERE "id" = :id', {"id": feedback_id})
+        return str(rows[0]["threadId"]) if isinstance(rows, list) and rows and rows[0]["threadId"] else None
+
+    async def _may_write(self, thread_id: str | None, session: WebsocketSession) -> bool:
+        """Whether `session`'s user may add to or remove from chat `thread_id` (its author, or its own new chat).
+
+        A new chat of the session gets its author now, before its first element is stored: Chainlit
+        sets it in a task that races with the elements' storage (which then filed them as `unknown`).
+        """
+        user = session.user
+        if not isinstance(user, PersistedUser) or not thread_id:
+            return False
+        owner = await self.thread_user_id(thread_id)
+        if owner is not None:
+            return owner == user.id
+        if thread_id != session.thread_id:
+            return False
+        if session.has_first_interaction:
+            await self.update_thread(thread_id, user_id=user.id)
+        return True
+
+    async def create_element(self, element: Element) -> None:
+        """Store an element under its chat's author; refused in another user's chat."""
+        session = _session()
+        if session is not None and session.user is not None and not await self._may_write(element.thread_id, session):
+            log.warning("refused to add element %s to chat %s of another user", element.id, element.thread_id)
+            return None
+        if element.url and not element.path and element.content is None:
+            try:  # Chainlit would fetch the URL from the server
+                await vet_url(element.url)
+            except OutboundRefused as exc:
+                log.warning("refused to fetch element %s: %s", element.id, exc)
+                return None
+        await super().create_element(element)
+        return None
+
+    async def delete_element(self, element_id: str, thread_id: str | None = None) -> None:
+        """Delete an element of one of the caller's chats (found by its id, whatever chat is claimed)."""
+        session = _session()
+        if session is not None and session.user is not None:
+            rows = await self.execute_sql('SELECT "threadId" FROM elements WHERE "id" = :id', {"id": element_id})
+            actual = str(rows[0]["threadId"]) if isinstance(rows, list) and rows and rows[0]["threadId"] else None
+            if actual is None or not await self._may_write(actual, session):
+                log.warning("refused to delete element %s of another user's chat", element_id)
+                return None
+        await super().delete_element(element_id, thread_id)
+        return None
+
+    async def update_thread(
+        self,
+        thread_id: str,
+        name: str | None = None,
+        user_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        tags: list[str] | None = None,
+    ) -> None:
+        """Chainlit's upsert, except that a chat's author, once set, never changes."""
+        if user_id is not None:
+            owner = await self.thread_user_id(thread_id)
+            if owner is not None and owner != user_id:
+                log.warning("refused to hand chat %s to another user", thread_id)
+                user_id = None
+        await super().update_thread(thread_id, name=name, user_id=user_id, metadata=metadata, tags=tags)
+
+    async def adopt_unowned_files(self, storage: LocalStorageClient) -> int:
+        """Move element files stored under `unknown/` (before owners were set in time) to their chat's author.
+
+        Idempotent; run at startup. Returns how many files moved.
+        """
+        rows = await self.execute_sql(
+            'SELECT e."id" AS id, e."objectKey" AS key, t."userId" AS owner FROM elements e '
+            'JOIN threads t ON e."threadId" = t."id" WHERE e."objectKey" LIKE :unowned AND t."userId" IS NOT NULL',
+            {"unowned": f"{UNOWNED}/%"},
+        )
+        moved = 0
+        for row in rows if isinstance(rows, list) else []:
+            key = storage.canonical_key(f"{row['owner']}/{str(row['key']).split('/', 1)[1]}")
+            if key is None or not await storage.move(str(row["key"]), key):
+                continue
+            await self.execute_sql(
+                'UPDATE elements SET "objectKey" = :key, "url" = :url WHERE "id" = :id',
+                {"key": key, "url": await storage.get_read_url(key), "id": row["id"]},
+            )
+            moved += 1
+        return moved
 
     async def delete_thread(self, thread_id: str) -> None:
         """Delete the chat's history, then what the agent layer kept for it (checkpoints, documents)."""

@@ -185,6 +185,34 @@ class AuthSettings(BaseModel):
     # On an instance with no accounts yet, the first password login creates that account (as Open WebUI's
     # first sign-up does); later accounts come from `ensemble-admin create-user`.
     first_login_creates_account: bool = True
+    # Where users reach the app (https://chat.example.com); an https URL makes session cookies `Secure`.
+    public_url: str | None = None
+    # Override for the cookies' `Secure` flag; unset: Secure exactly when `public_url` is https.
+    secure_cookies: bool | None = None
+
+    @property
+    def cookies_secure(self) -> bool:
+        if self.secure_cookies is not None:
+            return self.secure_cookies
+        return bool(self.public_url and self.public_url.strip().lower().startswith("https://"))
+
+
+class LimitSettings(BaseModel):
+    """Abuse limits, kept per replica: sign-in attempts, uploads per user, concurrent turns per user.
+
+    A blocked sign-in waits until the oldest failure leaves the window (at most `login_window` seconds).
+    """
+
+    login_window: float = Field(default=300.0, gt=0)  # seconds over which failed sign-ins count
+    login_failures_per_account: int = Field(default=5, ge=1)
+    login_failures_per_client: int = Field(default=20, ge=1)
+    upload_window: float = Field(default=60.0, gt=0)  # seconds over which uploads count
+    uploads_per_window: int = Field(default=30, ge=1)  # files per user
+    upload_bytes_per_window: int = Field(default=200 * 1024 * 1024, ge=1)  # bytes per user
+    turns_per_user: int = Field(default=2, ge=1)  # answers one user may have running at once
+    # How many proxies in front of the app append to X-Forwarded-For (1 behind the load balancer);
+    # 0: the client address is the TCP peer's.
+    trusted_proxy_hops: int = Field(default=0, ge=0, le=5)
 
 
 class Settings(BaseSettings):
@@ -209,6 +237,7 @@ class Settings(BaseSettings):
     rag: RagSettings = RagSettings()
     memory: MemorySettings = MemorySettings()
     auth: AuthSettings = AuthSettings()
+    limits: LimitSettings = LimitSettings()
 
     data_dir: Path = Path("data")
     # Models converted on this machine (the local embedding model's ONNX file), shared by all data dirs.

@@ -17,6 +17,14 @@ SPECS = REPO / "tests" / "specs"  # upstream specs, copied with their provenance
 LOCAL_PG = "postgresql://postgres@127.0.0.1:5432/test"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that start and stop an app of their own (marked `own_app`) run last: a Chainlit process that
+    stops deletes `.files` (the session files of uploads) in the app root, which every app started from
+    the repository shares, so a session-wide app's uploads would fail after it."""
+    own = [item for item in items if item.get_closest_marker("own_app")]
+    items[:] = [item for item in items if not item.get_closest_marker("own_app")] + own
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

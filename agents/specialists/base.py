@@ -147,3 +147,5 @@ class SpecialistSpec:
     routes_directly: bool = False
     aclose: Callable[[Specialist], Awaitable[None]] | None = None
     uploads: UploadRule | None = None  # the kinds of uploaded file it reads, checked at upload
+    # Removes what the specialist kept on disk for a chat that is deleted (its thread id).
+    forget_chat: Callable[[Specialist, str], Awaitable[None]] | None = None

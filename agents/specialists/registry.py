@@ -90,6 +90,12 @@ class Registry:
         """The specialist that reads uploaded files of `kind` (enabled or not), if one does."""
         return next((spec for spec in self.specs() if spec.uploads and kind in spec.uploads.kinds), None)
 
+    async def forget_chat(self, thread_id: str) -> None:
+        """Let each specialist remove what it kept for a deleted chat."""
+        for entry in self.available.values():
+            if entry.spec.forget_chat is not None:
+                await entry.spec.forget_chat(entry.specialist, thread_id)
+
     async def aclose(self) -> None:
         for entry in self.available.values():
             if entry.spec.aclose is not None:

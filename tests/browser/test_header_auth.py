@@ -10,7 +10,7 @@ import pytest
 from core.settings import LocalLLMSettings
 from tests.browser.conftest import start_app
 
-pytestmark = [pytest.mark.llm]
+pytestmark = [pytest.mark.llm, pytest.mark.own_app]
 
 
 def test_header_login_makes_accounts_with_opaque_ids(local_llm: LocalLLMSettings, tmp_path: Path) -> None:

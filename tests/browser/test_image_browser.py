@@ -16,7 +16,7 @@ from core.settings import LocalLLMSettings
 from tests.browser.conftest import create_users, last_answer, login, send, start_app
 from tests.specialists.test_torchserve_handler import Served, tiny_pipeline, torchserve_server
 
-pytestmark = [pytest.mark.browser, pytest.mark.llm, pytest.mark.torchserve]
+pytestmark = [pytest.mark.browser, pytest.mark.llm, pytest.mark.torchserve, pytest.mark.own_app]
 __all__ = ["tiny_pipeline", "torchserve_server"]  # fixtures shared with the handler's tests
 
 

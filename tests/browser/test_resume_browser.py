@@ -15,7 +15,7 @@ import pytest
 from core.settings import LocalLLMSettings
 from tests.browser.conftest import create_users, last_answer, login, send, start_app
 
-pytestmark = [pytest.mark.browser, pytest.mark.llm]
+pytestmark = [pytest.mark.browser, pytest.mark.llm, pytest.mark.own_app]
 ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 
 

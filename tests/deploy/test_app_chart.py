@@ -8,7 +8,7 @@ from urllib.parse import urlparse
 import pytest
 from pydantic import BaseModel
 
-from core.settings import Settings
+from core.settings import AuthSettings, Settings
 from tests.deploy.conftest import ENVS, Rendered
 
 SECRET_NAME_HINTS = ("API_KEY", "DATABASE_URL", "AUTH_SECRET", "PASSWORD", "TOKEN")
@@ -136,6 +136,17 @@ def test_login_is_required_and_the_smoke_test_logs_in_the_same_way(app: Rendered
         assert header == settings.get("ENSEMBLE_AUTH__HEADER_NAME", "X-Forwarded-Email")
     env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in _container(app)["env"]}
     assert env["ENSEMBLE_AUTH__SECRET"] == env["CHAINLIT_AUTH_SECRET"], "one signing key for every replica"
+
+
+def test_session_cookies_are_secure_and_signed_with_a_required_secret(app: Rendered) -> None:
+    settings = app.one("ConfigMap", "ensemble-settings")["data"]
+    host = app.one("Ingress")["spec"]["rules"][0]["host"]
+    assert settings["ENSEMBLE_AUTH__PUBLIC_URL"] == f"https://{host}"
+    assert AuthSettings(public_url=settings["ENSEMBLE_AUTH__PUBLIC_URL"]).cookies_secure
+    assert settings["ENSEMBLE_LIMITS__TRUSTED_PROXY_HOPS"] == "1", "client addresses as the ALB saw them"
+    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in _container(app)["env"]}
+    assert env["CHAINLIT_AUTH_SECRET"]["optional"] is False
+    assert env["ENSEMBLE_AUTH__SECRET"]["optional"] is False
 
 
 def test_migrations_run_presync_after_the_secret(app: Rendered) -> None:

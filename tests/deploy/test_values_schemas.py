@@ -22,6 +22,10 @@ BAD_VALUES = {
         {"secrets": {"existingSecret": "", "externalSecret": {"enabled": False}}},
     ),
     "app-latest-tag": ("ensemble", {"image": {"tag": "latest"}}),
+    "app-auth-secret-optional": (
+        "ensemble",
+        {"secrets": {"keys": {"CHAINLIT_AUTH_SECRET": {"key": "chainlit-auth-secret", "optional": True}}}},
+    ),
     "app-open-to-anyone": ("ensemble", {"settings": {"ENSEMBLE_AUTH__MODE": "none"}}),
     "app-first-visitor-claims-account": (
         "ensemble",

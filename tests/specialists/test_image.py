@@ -121,6 +121,21 @@ async def test_torchserve_request_and_saved_result(upstream: FakeUpstream, tmp_p
     assert "a red fox in snow" in result.content and "seed 7" in result.content
 
 
+async def test_a_deleted_chat_takes_its_images(upstream: FakeUpstream, tmp_path: Path) -> None:
+    upstream.reply("POST", "/predictions/sdxl_turbo", body=png(), content_type="image/png")
+    other = TurnContext(user_id="u1", thread_id="another-chat")
+    async with httpx.AsyncClient() as http:
+        specialist = ImageSpecialist(
+            TorchServeBackend(torchserve(upstream), http), settings(torchserve(upstream), tmp_path)
+        )
+        deleted = Path(str((await specialist.run("a fox", CTX, {})).artifacts[0].path))
+        kept = Path(str((await specialist.run("a fox", other, {})).artifacts[0].path))
+    assert SPEC.forget_chat is not None
+    await SPEC.forget_chat(specialist, CTX.thread_id)
+    assert not await asyncio.to_thread(deleted.parent.exists)
+    assert await asyncio.to_thread(kept.exists), "other chats keep theirs"
+
+
 async def test_random_seed_is_sent_and_reported(upstream: FakeUpstream, tmp_path: Path) -> None:
     upstream.reply("POST", "/predictions/sdxl_turbo", body=png(), content_type="image/png")
     async with httpx.AsyncClient() as http:

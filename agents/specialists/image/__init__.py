@@ -3,7 +3,7 @@
 import re
 
 from agents.specialists.base import SpecialistSpec
-from agents.specialists.image.specialist import build
+from agents.specialists.image.specialist import build, forget_chat
 
 SPEC = SpecialistSpec(
     name="image",
@@ -19,4 +19,5 @@ SPEC = SpecialistSpec(
     ),
     build=build,
     command="/image",
+    forget_chat=forget_chat,
 )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,8 +115,7 @@ class ImageSpecialist:
             )
         except ImageGenerationError as exc:
             return SpecialistResult(content=str(exc), error=True)
-        directory = self._root / (_SAFE_ID.sub("_", ctx.thread_id)[:80] or "chat")
-        path = (await asyncio.to_thread(_save_png, png, directory, job.seed)).resolve()
+        path = (await asyncio.to_thread(_save_png, png, self.chat_folder(ctx.thread_id), job.seed)).resolve()
         seeded = self.backend.supports_seed
         meta: dict[str, object] = {
             "prompt": job.prompt,
@@ -142,6 +142,15 @@ class ImageSpecialist:
             )
         artifact = Artifact(kind="image", name=path.name, path=str(path), mime="image/png", meta=meta)
         return SpecialistResult(content=text, artifacts=(artifact,))
+
+    def chat_folder(self, thread_id: str) -> Path:
+        return self._root / (_SAFE_ID.sub("_", thread_id)[:80] or "chat")
+
+
+async def forget_chat(specialist: object, thread_id: str) -> None:
+    """Remove the images generated in a deleted chat."""
+    if isinstance(specialist, ImageSpecialist):
+        await asyncio.to_thread(shutil.rmtree, specialist.chat_folder(thread_id), True)
 
 
 def build(services: Services) -> ImageSpecialist | None:
