@@ -8,7 +8,8 @@ from urllib.parse import urlparse
 import pytest
 from pydantic import BaseModel
 
-from core.settings import AuthSettings, Settings
+from agents.specialists.registry import all_specs
+from core.settings import AuthSettings, ChatEndpoint, Settings
 from tests.deploy.conftest import ENVS, Rendered
 
 SECRET_NAME_HINTS = ("API_KEY", "DATABASE_URL", "AUTH_SECRET", "PASSWORD", "TOKEN")
@@ -111,6 +112,12 @@ def _field_exists(model: type[BaseModel], parts: list[str]) -> bool:
     )
 
 
+def _chat_role_setting(parts: list[str]) -> bool:
+    """ENSEMBLE_<ROLE>__<FIELD>: a chat endpoint of the supervisor or of a role a specialist names."""
+    roles = {"supervisor"} | {spec.model_role.name for spec in all_specs() if spec.model_role}
+    return len(parts) == 2 and parts[0].lower() in roles and parts[1].lower() in ChatEndpoint.model_fields
+
+
 def test_every_setting_is_one_the_app_reads(app: Rendered) -> None:
     """A typo in ENSEMBLE_* would be silently ignored by pydantic-settings (extra="ignore")."""
     keys = [*app.one("ConfigMap", "ensemble-settings")["data"], *(e["name"] for e in _container(app)["env"])]
@@ -118,9 +125,8 @@ def test_every_setting_is_one_the_app_reads(app: Rendered) -> None:
         if key.startswith("CHAINLIT_"):
             continue
         assert key.startswith("ENSEMBLE_"), key
-        assert _field_exists(Settings, key.removeprefix("ENSEMBLE_").split("__")), (
-            f"{key} is not in core/settings.py"
-        )
+        parts = key.removeprefix("ENSEMBLE_").split("__")
+        assert _field_exists(Settings, parts) or _chat_role_setting(parts), f"{key} is not in core/settings.py"
     assert app.one("ConfigMap", "ensemble-settings")["data"]["ENSEMBLE_LOCAL_LLM__ENABLED"] == "off"
 
 
