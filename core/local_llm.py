@@ -250,6 +250,10 @@ class LocalLLMServer:
             outcome = await self._start_once()
             if outcome == "external" or self._stopping:
                 return
+            if outcome == "recheck":  # not ours to restart: look again later (it may be busy or starting)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, BACKOFF_CAP)
+                continue
             if outcome == "ready":
                 failures = 0
                 returncode = await self._watch()
@@ -285,7 +289,7 @@ class LocalLLMServer:
             f"its log: {self._log_path}.",
         )
 
-    async def _start_once(self) -> Literal["ready", "failed", "external"]:
+    async def _start_once(self) -> Literal["ready", "failed", "external", "recheck"]:
         settings = self._settings
         self._reason = ""
         if await port_open(settings.host, settings.port):
@@ -297,8 +301,12 @@ class LocalLLMServer:
                 try:
                     await self_test(self.base_url, settings.model_alias, settings.startup_timeout)
                 except EnsembleError as exc:
-                    self._set("failed", f"The model server at {self.base_url} failed its self-test: {exc}.")
-                    return "external"
+                    self._set(
+                        "failed",
+                        f"The model server already running at {self.base_url} failed its self-test ({exc}); "
+                        "checking it again shortly.",
+                    )
+                    return "recheck"
                 self._set("ready", f"Using the model server already running at {self.base_url}.")
                 log.info("local model server already running at %s", self.base_url)
                 return "external"
@@ -307,7 +315,7 @@ class LocalLLMServer:
                 f"Port {settings.port} is taken by something that is not an OpenAI-compatible server; "
                 "set ENSEMBLE_LOCAL_LLM__PORT to a free port.",
             )
-            return "external"
+            return "recheck"
         verdict = await asyncio.to_thread(check_build, allow_native=settings.allow_native_build)
         if not verdict.ok:
             self._reason = f"its llama.cpp is unusable here: {verdict.reason}. {REBUILD_HINT}"

@@ -133,3 +133,22 @@ def test_exit_statuses_are_described() -> None:
     assert describe_exit(1) == "exit status 1"
     assert describe_exit(-signal.SIGKILL).startswith("signal SIGKILL (killed")
     assert "illegal instruction" in describe_exit(-signal.SIGILL).lower()
+
+
+async def test_a_port_taken_by_something_else_is_named_and_checked_again(tmp_path: Path) -> None:
+    """Not an OpenAI server on the port: not-ready with the reason, and it is looked at again (no restarts)."""
+    sock = __import__("socket").socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    port = sock.getsockname()[1]
+    server = LocalLLMServer(LocalLLMSettings(port=port, startup_timeout=1), tmp_path / "llm.log")
+    try:
+        server.launch()
+        await wait_for_state(server, "failed", 30)
+        assert "taken by something that is not an OpenAI-compatible server" in server.status().detail
+        await asyncio.sleep(2.5)  # the first re-checks (1 s, then 2 s) have run
+        assert server.status().restarts == 0 and server.pid is None and server._task is not None
+        assert not server._task.done(), "it keeps looking instead of giving up"
+    finally:
+        await server.stop()
+        sock.close()
