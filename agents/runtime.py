@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from langchain_core.messages import AIMessage, HumanMessage
@@ -23,7 +23,8 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from agents.specialists.base import FileRef, Services, SpecialistSpec
-from agents.specialists.registry import Registry, all_specs, model_roles
+from agents.specialists.mcp_tools import user_specialist
+from agents.specialists.registry import Entry, Registry, configured_specs, model_roles
 from agents.supervisor.events import Decided, TurnEvent, TurnFinished
 from agents.supervisor.graph import Recall, build_graph
 from agents.supervisor.service import AgentService
@@ -39,6 +40,9 @@ from memory.records import Memory
 from rag.service import DocumentService
 from rag.service import start as start_documents
 from rag.types import IngestResult, ProgressCallback
+
+if TYPE_CHECKING:
+    from mcp import ClientSession
 
 log = logging.getLogger(__name__)
 
@@ -107,13 +111,13 @@ class Ensemble:
     ) -> Ensemble:
         """Build clients, services, specialists and the graph; open the checkpointer.
 
-        `models` and `specs` replace the ones built from settings (tests, benchmarks, evaluation; specs
-        may be made at startup); `with_documents`/`with_memory` False leave those features out. When
+        `models` and `specs` replace the ones built from settings (tests, benchmarks, evaluation; by
+        default the built-in specialists and one per MCP server in `settings.mcp`, made now); `with_documents`/`with_memory` False leave those features out. When
         the settings use the embedded model server (and `models` is not given), it starts in the
         background and is supervised: until it is ready, /readyz says so and a turn says it is starting.
         """
         quiet_library_noise()
-        specs = all_specs() if specs is None else tuple(specs)
+        specs = await configured_specs(settings) if specs is None else tuple(specs)
         stack = AsyncExitStack()
         try:
             local_llm = _launch_local_llm(settings, stack) if models is None else None
@@ -152,12 +156,20 @@ class Ensemble:
 
     # --- turns and chats -----------------------------------------------------------------------
     async def stream_turn(
-        self, *, thread_id: str, user_id: str, text: str, files: Sequence[FileRef] = ()
+        self,
+        *,
+        thread_id: str,
+        user_id: str,
+        text: str,
+        files: Sequence[FileRef] = (),
+        connected: Sequence[Entry] = (),
     ) -> AsyncIterator[TurnEvent]:
         """One turn (`AgentService.stream_turn`); after a finished one that no command decided, memory
-        learns from it in the background."""
+        learns from it in the background. `connected`: the user's own MCP specialists (`connect_mcp`)."""
         by_command = False
-        async for event in self.agent.stream_turn(thread_id=thread_id, user_id=user_id, text=text, files=files):
+        async for event in self.agent.stream_turn(
+            thread_id=thread_id, user_id=user_id, text=text, files=files, connected=connected
+        ):
             if isinstance(event, Decided):
                 by_command = event.chosen_by == "command"
             elif isinstance(event, TurnFinished) and not by_command:
@@ -257,10 +269,23 @@ class Ensemble:
             return await self.memory.forget_all(user_id)
         return 0 if await self.memory.forget(user_id, memory_id) is None else 1
 
+    # --- a user's own MCP servers -------------------------------------------------------------
+    async def connect_mcp(self, label: str, session: ClientSession) -> Entry:
+        """A specialist over the live MCP session a user opened in the chat; the caller keeps it in that
+        user's session and hands it to their turns only (`stream_turn(connected=...)`). Raises
+        EnsembleError (readable) when the server's tools cannot be listed."""
+        spec, specialist = await user_specialist(
+            label, session, self.models.supervisor, self.settings.mcp.user_timeout
+        )
+        return Entry(spec, specialist)
+
     # --- readiness ----------------------------------------------------------------------------
     def status(self) -> dict[str, str]:
-        """Each specialist: 'ready', or how to enable it."""
-        status = {name: "ready" for name in self.registry.available}
+        """Each specialist: 'ready' (or its own state, e.g. an MCP server's), or how to enable it."""
+        status = {
+            name: "ready" if entry.spec.state is None else entry.spec.state(entry.specialist)
+            for name, entry in self.registry.available.items()
+        }
         status.update({name: spec.enable_hint for name, spec in self.registry.unavailable.items()})
         if self.documents is not None and "documents" in status:
             status["documents"] = self.documents.store.state  # its store may still be opening

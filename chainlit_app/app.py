@@ -7,6 +7,7 @@ builds one `agents.runtime.Ensemble`, and every handler asks it.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import shutil
 from collections.abc import Callable
@@ -14,15 +15,19 @@ from pathlib import Path
 from typing import Any
 
 import chainlit as cl
+from chainlit.config import config as chainlit_config
+from chainlit.mcp import McpConnection
 from chainlit.oauth_providers import get_configured_oauth_providers
 from chainlit.server import app as http_app
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
+from mcp import ClientSession
 
 from accounts.users import UserStore
 from agents.runtime import Ensemble
-from agents.specialists.base import FileRef
+from agents.specialists.base import Artifact, FileRef
+from agents.specialists.registry import Entry
 from agents.supervisor.events import (
     AnswerToken,
     Decided,
@@ -105,6 +110,7 @@ async def startup() -> None:
     limits = Limits.from_settings(settings.limits, settings.uploads.max_bytes)
     http_app.state.limits = limits
     guards.harden_cookies(settings.auth)
+    allow_user_mcp_servers(settings.mcp.user_allowed_urls)
     # Chainlit serves its UI from a catch-all route, so our routes go in front of it (and of its own
     # routes that guards.py checks first).
     ours = [APIRoute(path, endpoint, methods=["GET"]) for path, endpoint in
@@ -264,7 +270,9 @@ async def on_message(message: cl.Message) -> None:
         return batchers[step_id]
 
     try:
-        turn = ensemble().stream_turn(thread_id=thread_id, user_id=user_id, text=text, files=files)
+        turn = ensemble().stream_turn(
+            thread_id=thread_id, user_id=user_id, text=text, files=files, connected=connected_servers()
+        )
         async for event in http_app.state.metrics.observe(turn):
             match event:
                 case AnswerToken(text=token):
@@ -278,6 +286,59 @@ async def on_message(message: cl.Message) -> None:
     finally:
         for batcher in batchers.values():
             batcher.cancel()
+
+
+# --- the user's own MCP servers (Chainlit's MCP button): kept in this chat session only -------------
+MCP_KEY = "mcp_servers"
+
+
+def allow_user_mcp_servers(allowed_urls: list[str]) -> None:
+    """Chainlit's MCP button, on when the settings name URL prefixes users may connect (none: off)."""
+    mcp = chainlit_config.features.mcp
+    mcp.enabled = bool(allowed_urls) or bool(mcp.servers)
+    mcp.user_servers.enabled = bool(allowed_urls)
+    mcp.user_servers.allowed_urls = list(allowed_urls)
+
+
+def connected_servers() -> list[Entry]:
+    """The specialists of the MCP servers this user connected in this chat session (no one else's)."""
+    servers: dict[str, Entry] = cl.user_session.get(MCP_KEY) or {}
+    return list(servers.values())
+
+
+@cl.on_mcp_connect
+async def on_mcp_connect(connection: McpConnection, session: ClientSession) -> None:
+    """A server the user connected becomes a specialist of their turns; raising refuses the connection
+    (Chainlit shows the message)."""
+    entry = await ensemble().connect_mcp(connection.name, session)
+    servers: dict[str, Entry] = dict(cl.user_session.get(MCP_KEY) or {})
+    servers[connection.name] = entry
+    cl.user_session.set(MCP_KEY, servers)
+    await cl.Message(
+        content=f"Connected your MCP server “{connection.name}”: {entry.spec.description} "
+        f"Ask for it in your own words, or call a tool with `{entry.spec.command} <tool> {{json}}`.",
+        author="Ensemble",
+    ).send()
+
+
+@cl.on_mcp_disconnect
+async def on_mcp_disconnect(name: str, session: ClientSession) -> None:
+    servers: dict[str, Entry] = dict(cl.user_session.get(MCP_KEY) or {})
+    servers.pop(name, None)
+    cl.user_session.set(MCP_KEY, servers)
+
+
+async def show_tool_calls(step: cl.Step, artifacts: tuple[Artifact, ...]) -> None:
+    """Each MCP tool call of a step as a step inside it: the tool, its arguments (input), its result."""
+    for call in artifacts:
+        if call.kind != "tool_call":
+            continue
+        child = cl.Step(name=f"{call.name}", type="tool", parent_id=step.id, show_input="json")
+        child.input = json.dumps(call.meta.get("arguments", {}), ensure_ascii=False, indent=1)
+        child.output = call.content or ""
+        child.is_error = bool(call.meta.get("error"))
+        child.start = child.end = utc_now()
+        await child.send()
 
 
 async def show(event: TurnEvent, steps: dict[str, cl.Step], answer_message: Callable[[], cl.Message]) -> None:
@@ -297,6 +358,7 @@ async def show(event: TurnEvent, steps: dict[str, cl.Step], answer_message: Call
             step.name = f"{step.name} ({event.seconds:.1f} s)"
             step.elements = artifact_elements(event.artifacts, for_step=True)
             await step.update()
+            await show_tool_calls(step, event.artifacts)
         case Decided():
             pass  # who takes the turn shows in its steps
         case Notice(text=text):

@@ -62,10 +62,11 @@ class CircuitBreaker(BaseCallbackHandler):
                 f"for {wait:.0f} s more. Try again shortly."
             )
 
-    def record(self, error: BaseException | None) -> None:
+    def record(self, error: BaseException | None, *, outage: bool | None = None) -> None:
+        """A call's outcome: `error` None is a success; `outage` overrides whether an error counts."""
         if error is None:
             self.failures, self.opened_at = 0, None
-        elif counts_as_outage(error):
+        elif counts_as_outage(error) if outage is None else outage:
             self.failures += 1
             if self.failures >= self.threshold:
                 self.opened_at = time.monotonic()

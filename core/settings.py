@@ -7,6 +7,7 @@ Nothing else in Ensemble reads the environment.
 from __future__ import annotations
 
 import fnmatch
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -215,6 +216,53 @@ class LimitSettings(BaseModel):
     trusted_proxy_hops: int = Field(default=0, ge=0, le=5)
 
 
+class McpServerSettings(BaseModel):
+    """One operator-configured MCP server, which becomes a specialist of the same name.
+
+    Streamable HTTP (`url`, `headers`) or stdio (`command` + `args`, the command on `mcp.allowed_commands`).
+    Header values are secrets: set them from a Secret, e.g. ENSEMBLE_MCP__SERVERS__TICKETS__HEADERS__AUTHORIZATION.
+    """
+
+    description: str = ""  # what the server is for, shown to the router beside its tools
+    transport: Literal["streamable_http", "stdio"] = "streamable_http"
+    url: str | None = None
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    command: str | None = None
+    args: list[str] = Field(default_factory=list)
+    timeout: float = Field(default=30.0, gt=0)  # seconds for one tool call (and for listing the tools)
+    exemplars: list[str] = Field(default_factory=list)  # requests this server should take (router cascade)
+
+    @model_validator(mode="after")
+    def _transport_has_its_target(self) -> McpServerSettings:
+        if self.transport == "streamable_http" and not (self.url or "").startswith(("http://", "https://")):
+            raise ValueError("a streamable_http MCP server needs an http(s) `url`")
+        if self.transport == "stdio" and not (self.command or "").strip():
+            raise ValueError("a stdio MCP server needs a `command`")
+        return self
+
+
+class McpSettings(BaseModel):
+    """MCP servers as specialists: `servers` by name (ENSEMBLE_MCP__SERVERS as JSON), the only executables
+    a stdio server may run (`allowed_commands`, names or paths; empty: no stdio), and which servers users
+    may connect themselves (`user_allowed_urls`)."""
+
+    servers: dict[str, McpServerSettings] = Field(default_factory=dict)
+    allowed_commands: list[str] = Field(default_factory=list)
+    discovery_timeout: float = Field(default=10.0, gt=0)  # seconds to list a server's tools at startup
+    user_timeout: float = Field(default=30.0, gt=0)  # seconds for a call to a server a user connected
+    # URL prefixes of the MCP servers users may connect in the chat (Chainlit's MCP button, Streamable
+    # HTTP or SSE); empty: users connect none. Each user's connections serve only that user's turns.
+    user_allowed_urls: list[str] = Field(default_factory=list)
+
+    @field_validator("servers")
+    @classmethod
+    def _names_are_identifiers(cls, value: dict[str, McpServerSettings]) -> dict[str, McpServerSettings]:
+        for name in value:
+            if not re.fullmatch(r"[a-z][a-z0-9_]{0,39}", name):
+                raise ValueError(f"MCP server name {name!r}: lower-case letters, digits and _, at most 40")
+        return value
+
+
 class Settings(BaseSettings):
     """Everything Ensemble can be told, with the embedded defaults of a fresh laptop."""
 
@@ -238,6 +286,7 @@ class Settings(BaseSettings):
     memory: MemorySettings = MemorySettings()
     auth: AuthSettings = AuthSettings()
     limits: LimitSettings = LimitSettings()
+    mcp: McpSettings = McpSettings()
 
     data_dir: Path = Path("data")
     # Models converted on this machine (the local embedding model's ONNX file), shared by all data dirs.

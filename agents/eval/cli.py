@@ -18,6 +18,7 @@ from agents.eval.dataset import DEFAULT_DATASET, load_dataset, stratified
 from agents.eval.harness import evaluate
 from agents.eval.report import render, write_chart, write_json
 from agents.eval.runner import DEFAULT_VARIANT, Outcome, offered_specs, parse_variant
+from agents.specialists.registry import configured_specs
 from core.errors import EnsembleError
 from core.local_llm import LocalLLMServer
 from core.models import ModelClient, ModelClients, chat_model
@@ -111,7 +112,7 @@ async def _run(args: argparse.Namespace) -> int:
     variants = [parse_variant(v) for v in args.variant or [DEFAULT_VARIANT]]
     if len({v.name for v in variants}) != len(variants):
         raise EnsembleError("variant names must differ")
-    specs, from_packages = offered_specs()
+    specs, from_packages = offered_specs(await configured_specs(settings))  # with the MCP servers configured
     client = _client(settings, args.temperature)
 
     def checkpoint(report: dict[str, Any]) -> None:

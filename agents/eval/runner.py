@@ -25,12 +25,14 @@ from core.settings import Settings
 DEFAULT_VARIANT = "default"
 
 
-def offered_specs() -> tuple[list[SpecialistSpec], list[str]]:
-    """Every specialist, as if all were available: the registry's, then packages not yet listed in it.
+def offered_specs(configured: Sequence[SpecialistSpec] = ()) -> tuple[list[SpecialistSpec], list[str]]:
+    """Every specialist, as if all were available: the registry's, then those made at startup from the
+    settings (`configured`: the MCP servers'), then packages not yet listed in the registry.
 
     Returns the specs and the names that came from a package rather than the registry.
     """
     specs = list(all_specs())
+    specs += [spec for spec in configured if spec.name not in {s.name for s in specs}]
     known = {spec.name for spec in specs}
     extra: list[str] = []
     for module in sorted(pkgutil.iter_modules(agents.specialists.__path__), key=lambda m: m.name):

@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # the services' types only: their packages load when startup 
     from rag.service import DocumentService
 
 FileKind = Literal["image", "document", "other"]
-ArtifactKind = Literal["image", "source", "code", "file"]
+ArtifactKind = Literal["image", "source", "code", "file", "tool_call"]
 
 
 @dataclass(frozen=True)
@@ -149,3 +149,8 @@ class SpecialistSpec:
     uploads: UploadRule | None = None  # the kinds of uploaded file it reads, checked at upload
     # Removes what the specialist kept on disk for a chat that is deleted (its thread id).
     forget_chat: Callable[[Specialist, str], Awaitable[None]] | None = None
+    # Requests this specialist should take, for the router's cascade (specialists made at startup from
+    # settings carry them here; built-in ones keep theirs in `exemplars.txt` beside their code).
+    exemplars: tuple[str, ...] = ()
+    # Its state for /readyz when it is built ("ready" when None): e.g. a remote server's reachability.
+    state: Callable[[Specialist], str] | None = None

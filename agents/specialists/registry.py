@@ -13,15 +13,24 @@ from agents.specialists.base import FileKind, Services, Specialist, SpecialistSp
 from agents.specialists.code import SPEC as CODE
 from agents.specialists.documents import SPEC as DOCUMENTS
 from agents.specialists.image import SPEC as IMAGE
+from agents.specialists.mcp_tools import operator_specs
 from agents.specialists.memory import SPEC as MEMORY
 from agents.specialists.search import SPEC as SEARCH
 from agents.specialists.vision import SPEC as VISION
 from core.models import SUPERVISOR, ModelRole
+from core.settings import Settings
 
 
 def all_specs() -> tuple[SpecialistSpec, ...]:
     """Every specialist Ensemble knows, configured or not."""
     return (CODE, SEARCH, VISION, IMAGE, DOCUMENTS, MEMORY)
+
+
+async def configured_specs(settings: Settings) -> tuple[SpecialistSpec, ...]:
+    """Every specialist of this deployment: the built-in ones, then one per MCP server the operator
+    configured (made at startup: each lists its server's tools for the router)."""
+    built_in = all_specs()
+    return (*built_in, *await operator_specs(settings, taken=[spec.name for spec in built_in]))
 
 
 def model_roles(specs: Iterable[SpecialistSpec]) -> tuple[ModelRole, ...]:
@@ -65,15 +74,16 @@ class Registry:
         """Every spec, available ones first."""
         return [entry.spec for entry in self.available.values()] + list(self.unavailable.values())
 
-    def get(self, name: str) -> Entry | None:
-        return self.available.get(name)
+    def get(self, name: str, extra: Sequence[Entry] = ()) -> Entry | None:
+        """The built specialist `name`: the deployment's, or one of `extra` (a user's own, for their turn)."""
+        return self.available.get(name) or next((e for e in extra if e.spec.name == name), None)
 
-    def by_command(self, text: str) -> tuple[SpecialistSpec, str] | None:
-        """A leading slash command (`/code write a parser`) names a specialist directly."""
+    def by_command(self, text: str, extra: Sequence[Entry] = ()) -> tuple[SpecialistSpec, str] | None:
+        """A leading slash command (`/code write a parser`) names a specialist directly (also one of `extra`)."""
         match = re.match(r"^\s*(/\w+)\b\s*(.*)$", text, re.S)
         if not match:
             return None
-        for spec in self.specs():
+        for spec in [*self.specs(), *(e.spec for e in extra)]:
             if spec.command == match.group(1).lower():
                 return spec, match.group(2).strip()
         return None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -140,10 +141,11 @@ class SupervisorNodes:
         started = time.perf_counter()
         text = _last_user_text(state.get("messages", []))
 
-        command = self._registry.by_command(text)
+        connected = runtime.context.connected  # this user's own specialists, for this run only
+        command = self._registry.by_command(text, connected)
         if command is not None:
             spec, argument = command
-            available = spec.name in self._registry.available
+            available = self._registry.get(spec.name, connected) is not None
             write(Decided((spec.name,) if available else (), "command", time.perf_counter() - started))
             if available:
                 return Command(goto="specialists", update={"tasks": [Task(spec.name, argument, "command")]})
@@ -166,7 +168,7 @@ class SupervisorNodes:
             write(Notice(notice))
 
         memories = await self._recall(runtime.context, text) if self._recall is not None else ""
-        specs = [entry.spec for entry in self._registry.available.values()]
+        specs = [entry.spec for entry in (*self._registry.available.values(), *connected)]
         if not specs:
             return Command(goto="answer", update={"memories": memories})
         asked = time.perf_counter()
@@ -202,7 +204,7 @@ class SupervisorNodes:
         )
 
         async def run(index: int, task: Task) -> TaskOutcome:
-            entry = self._registry.get(task.specialist)
+            entry = self._registry.get(task.specialist, runtime.context.connected)
             assert entry is not None, task.specialist
             step_id = f"{task.specialist}-{index}-{uuid.uuid4().hex[:8]}"
             write(StepStarted(step_id, task.specialist, entry.spec.title, task.request))
@@ -240,12 +242,18 @@ class SupervisorNodes:
         outcomes: list[TaskOutcome] = list(state.get("outcomes", []))
         model = self._supervisor.model_name
         if outcomes:
+            nonce = secrets.token_hex(6)
             reports = "\n".join(
-                REPORT_TEMPLATE.format(name=o.task.specialist, status="failed" if o.error else "ok", content=o.content)
+                REPORT_TEMPLATE.format(
+                    nonce=nonce,
+                    name=o.task.specialist,
+                    status="failed" if o.error else "ok",
+                    content=o.content.replace(nonce, "······"),
+                )
                 for o in outcomes
             )
             template = self._settings.prompt("supervisor.synthesis", model, SYNTHESIS_SYSTEM_PROMPT)
-            system = template.format(reports=reports)
+            system = template.format(reports=reports, nonce=nonce)
         else:
             memories = state.get("memories", "")
             template = self._settings.prompt("supervisor.answer", model, ANSWER_SYSTEM_PROMPT)

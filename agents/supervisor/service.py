@@ -17,6 +17,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
 
 from agents.specialists.base import Artifact, FileRef
+from agents.specialists.registry import Entry
 from agents.supervisor.events import (
     Answer,
     AnswerToken,
@@ -46,17 +47,24 @@ class AgentService:
         return {"configurable": {"thread_id": thread_id}, "recursion_limit": 12}
 
     async def stream_turn(
-        self, *, thread_id: str, user_id: str, text: str, files: Sequence[FileRef] = ()
+        self,
+        *,
+        thread_id: str,
+        user_id: str,
+        text: str,
+        files: Sequence[FileRef] = (),
+        connected: Sequence[Entry] = (),
     ) -> AsyncIterator[TurnEvent]:
         """Run one turn of chat `thread_id`, yielding what the UI shows as it happens.
 
         Failures end with a `TurnFailed` carrying a readable message; cancelling the consumer
         cancels the run (and its HTTP streams). Either way the chat's checkpoint records the
         streamed part of the answer as interrupted, so the next turn starts from a consistent history.
+        `connected` are the user's own specialists (their MCP connections), offered to this turn only.
         """
         config = self._config(thread_id)
         turn_input: dict[str, Any] = {"messages": [user_message(text, files)], "files": list(files)}
-        context = RunContext(user_id=user_id, thread_id=thread_id, files=tuple(files))
+        context = RunContext(user_id=user_id, thread_id=thread_id, files=tuple(files), connected=tuple(connected))
         streamed: list[str] = []  # the answer's tokens, kept only to record an unfinished turn
         artifacts: list[Artifact] = []
         answer: str | None = None

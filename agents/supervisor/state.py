@@ -11,6 +11,7 @@ from langgraph.channels import EphemeralValue
 from langgraph.graph.message import add_messages
 
 from agents.specialists.base import FileRef
+from agents.specialists.registry import Entry
 from agents.supervisor.prompts import ATTACHED_NOTE
 
 # How the specialists of a turn were chosen: a slash command, an unmistakable phrase, or the model.
@@ -65,6 +66,8 @@ class RunContext:
     user_id: str
     thread_id: str
     files: tuple[FileRef, ...] = ()  # the files attached to this very message
+    # Specialists of this user's own connections (their MCP servers): offered in this run only.
+    connected: tuple[Entry, ...] = ()
 
 
 def user_message(text: str, files: Sequence[FileRef] = ()) -> HumanMessage:

@@ -106,6 +106,10 @@ def _field_exists(model: type[BaseModel], parts: list[str]) -> bool:
     if not rest:
         return True
     annotation = info.annotation
+    if get_origin(annotation) is dict:  # an entry by its key: MCP__SERVERS__<NAME>__URL, ...__HEADERS__<HEADER>
+        value = get_args(annotation)[1]
+        return len(rest) == 1 or (isinstance(value, type) and issubclass(value, BaseModel)
+                                  and _field_exists(value, rest[1:]))
     candidates = [annotation, *get_args(annotation)] if get_origin(annotation) else [annotation]
     return any(
         isinstance(c, type) and issubclass(c, BaseModel) and _field_exists(c, rest) for c in candidates
@@ -198,3 +202,40 @@ def test_replicas_share_the_data_dir_outside_dev(app: Rendered) -> None:
     claim = app.one("PersistentVolumeClaim")
     assert volumes["data"]["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
     assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+
+
+def test_mcp_servers_render_as_settings_the_app_reads() -> None:
+    """An operator's MCP servers in values: non-secret parts in the ConfigMap as JSON the settings parse,
+    the header credential as a Secret reference only."""
+    import json
+
+    from tests.deploy.conftest import REPO, deep_merge, elements, layered_values, render_chart
+
+    element = next(el for el in elements("prod") if el["name"] == "ensemble")
+    values = deep_merge(layered_values(element), {
+        "mcp": {
+            "servers": {"tickets": {"description": "Ticket tracker.", "url": "http://tickets.tools.svc:8000/mcp",
+                                    "timeout": 20, "exemplars": ["open a ticket"]}},
+            "allowedCommands": ["/usr/local/bin/uvx"],
+        },
+        "secrets": {"keys": {"ENSEMBLE_MCP__SERVERS__TICKETS__HEADERS__AUTHORIZATION":
+                             {"key": "tickets-mcp-authorization", "optional": False}}},
+    })
+    objects = render_chart(REPO / element["path"], values, "ensemble", element["namespace"])
+    (cm,) = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("-settings")]
+    data = cm["data"]
+    assert "Authorization" not in json.dumps(data) and "tickets-mcp-authorization" not in json.dumps(data)
+    settings = Settings.model_validate({"mcp": {
+        "servers": json.loads(data["ENSEMBLE_MCP__SERVERS"]),
+        "allowed_commands": json.loads(data["ENSEMBLE_MCP__ALLOWED_COMMANDS"]),
+    }})
+    tickets = settings.mcp.servers["tickets"]
+    assert tickets.url == "http://tickets.tools.svc:8000/mcp" and tickets.timeout == 20
+    assert settings.mcp.allowed_commands == ["/usr/local/bin/uvx"]
+    (deployment,) = [o for o in objects if o["kind"] == "Deployment"]
+    env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    ref = env["ENSEMBLE_MCP__SERVERS__TICKETS__HEADERS__AUTHORIZATION"]["valueFrom"]["secretKeyRef"]
+    assert ref["key"] == "tickets-mcp-authorization"
+    assert _field_exists(Settings, "MCP__SERVERS__TICKETS__HEADERS__AUTHORIZATION".split("__"))
+    assert not _field_exists(Settings, "MCP__SERVERS__TICKETS__HEADRES__AUTHORIZATION".split("__"))
+

@@ -31,6 +31,12 @@ BAD_VALUES = {
         "ensemble",
         {"settings": {"ENSEMBLE_AUTH__FIRST_LOGIN_CREATES_ACCOUNT": "true"}},
     ),
+    "app-mcp-header-secret-in-values": (
+        "ensemble",
+        {"mcp": {"servers": {"tickets": {"url": "http://t/mcp", "headers": {"Authorization": "Bearer x"}}}}},
+    ),
+    "app-mcp-stdio-without-command": ("ensemble", {"mcp": {"servers": {"tickets": {"transport": "stdio"}}}}),
+    "app-mcp-bad-server-name": ("ensemble", {"mcp": {"servers": {"Tickets Desk": {"url": "http://t/mcp"}}}}),
     "model-latest-tag": ("tabbyapi-mixtral", {"image": {"tag": "latest"}}),
     "model-gpu-server-without-gpu": ("sglang-llava", {"gpu": {"enabled": False}}),
     "model-weights-from-hub": (
