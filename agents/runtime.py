@@ -112,7 +112,8 @@ class Ensemble:
         """Build clients, services, specialists and the graph; open the checkpointer.
 
         `models` and `specs` replace the ones built from settings (tests, benchmarks, evaluation; by
-        default the built-in specialists and one per MCP server in `settings.mcp`, made now); `with_documents`/`with_memory` False leave those features out. When
+        default the built-in specialists and one per MCP server in `settings.mcp`, made now);
+        `with_documents`/`with_memory` False leave those features out. When
         the settings use the embedded model server (and `models` is not given), it starts in the
         background and is supervised: until it is ready, /readyz says so and a turn says it is starting.
         """
@@ -274,9 +275,7 @@ class Ensemble:
         """A specialist over the live MCP session a user opened in the chat; the caller keeps it in that
         user's session and hands it to their turns only (`stream_turn(connected=...)`). Raises
         EnsembleError (readable) when the server's tools cannot be listed."""
-        spec, specialist = await user_specialist(
-            label, session, self.models.supervisor, self.settings.mcp.user_timeout
-        )
+        spec, specialist = await user_specialist(label, session, self.models.supervisor, self.settings.mcp.user_timeout)
         return Entry(spec, specialist)
 
     # --- readiness ----------------------------------------------------------------------------

@@ -236,6 +236,6 @@ def test_mcp_servers_render_as_settings_the_app_reads() -> None:
     env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
     ref = env["ENSEMBLE_MCP__SERVERS__TICKETS__HEADERS__AUTHORIZATION"]["valueFrom"]["secretKeyRef"]
     assert ref["key"] == "tickets-mcp-authorization"
-    assert _field_exists(Settings, "MCP__SERVERS__TICKETS__HEADERS__AUTHORIZATION".split("__"))
-    assert not _field_exists(Settings, "MCP__SERVERS__TICKETS__HEADRES__AUTHORIZATION".split("__"))
+    assert _field_exists(Settings, ["MCP", "SERVERS", "TICKETS", "HEADERS", "AUTHORIZATION"])
+    assert not _field_exists(Settings, ["MCP", "SERVERS", "TICKETS", "HEADRES", "AUTHORIZATION"]), "a typo is caught"
 

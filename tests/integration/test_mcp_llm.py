@@ -24,7 +24,10 @@ pytestmark = pytest.mark.llm
 
 def settings_for(llm: LocalLLMSettings, tmp_path: Path, servers: dict[str, McpServerSettings], **mcp: Any) -> Settings:
     return Settings(
-        data_dir=tmp_path, local_llm=llm, mcp=McpSettings(servers=servers, **mcp), _env_file=None  # type: ignore[call-arg]
+        data_dir=tmp_path,
+        local_llm=llm,
+        mcp=McpSettings(servers=servers, **mcp),
+        _env_file=None,  # type: ignore[call-arg]
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 
 import pytest
 from mcp import ClientSession
-from mcp.client.streamable_http import streamablehttp_client
+from mcp.client.streamable_http import streamable_http_client
 
 from agents.runtime import Ensemble
 from agents.specialists.registry import Entry
@@ -31,7 +32,9 @@ from tests.support.mcp_fixtures import HttpMcpServer, calls_in, stdio_settings
 
 def settings_for(tmp_path: Path, servers: dict[str, McpServerSettings], **mcp: Any) -> Settings:
     return Settings(
-        data_dir=tmp_path, mcp=McpSettings(servers=servers, **mcp), _env_file=None  # type: ignore[call-arg]
+        data_dir=tmp_path,
+        mcp=McpSettings(servers=servers, **mcp),
+        _env_file=None,  # type: ignore[call-arg]
     )
 
 
@@ -43,9 +46,7 @@ async def start(settings: Settings) -> Ensemble:
 async def turn(
     service: Ensemble, text: str, *, user: str = "u", thread: str = "t", connected: tuple[Entry, ...] = ()
 ) -> list[TurnEvent]:
-    return [
-        e async for e in service.stream_turn(thread_id=thread, user_id=user, text=text, connected=connected)
-    ]
+    return [e async for e in service.stream_turn(thread_id=thread, user_id=user, text=text, connected=connected)]
 
 
 def finished(events: list[TurnEvent]) -> TurnFinished:
@@ -90,7 +91,10 @@ async def test_http_server_is_a_specialist_whose_tool_call_is_a_visible_step(
         assert not step.error
         (call,) = [a for a in step.artifacts if a.kind == "tool_call"]
         assert call.meta == {
-            "server": "orders", "tool": "order_status", "arguments": {"order_id": "ORD-1042"}, "error": False
+            "server": "orders",
+            "tool": "order_status",
+            "arguments": {"order_id": "ORD-1042"},
+            "error": False,
         }
         assert call.content == "Order ORD-1042: shipped on 2026-11-30 by Parcel Co, tracking PC-88231."
         answer = finished(events).content
@@ -201,7 +205,7 @@ async def test_a_users_own_server_serves_only_that_users_turns(http_server: Http
     the same time and naming it, never reach it, and the deployment's specialists do not include it."""
     service = await start(settings_for(tmp_path, {}))
     try:
-        async with streamablehttp_client(http_server.url) as (read, write, _), ClientSession(read, write) as session:
+        async with streamable_http_client(http_server.url) as (read, write, _), ClientSession(read, write) as session:
             await session.initialize()
             alice_desk = await service.connect_mcp("Desk", session)
             assert alice_desk.spec.name == "my_desk" and "order_status" in alice_desk.spec.description
@@ -240,7 +244,7 @@ def test_servers_and_header_secrets_come_from_the_environment(monkeypatch: pytes
     tickets = settings.mcp.servers["tickets"]
     assert tickets.url == "https://tickets.internal/mcp" and tickets.timeout == 12
     assert tickets.exemplars == ["open a ticket for the broken printer"]
-    assert tickets.headers["AUTHORIZATION"].get_secret_value() == "Bearer s3cret"
+    assert tickets.headers["authorization"].get_secret_value() == "Bearer s3cret"
     assert "s3cret" not in repr(settings.mcp)
     assert settings.mcp.allowed_commands == ["/usr/bin/uvx"]
 
@@ -253,7 +257,7 @@ def test_servers_and_header_secrets_come_from_the_environment(monkeypatch: pytes
     ],
 )
 def test_a_server_without_its_target_is_refused(server: dict[str, Any], problem: str) -> None:
-    with pytest.raises(ValueError, match=problem):
+    with pytest.raises(ValueError, match=re.escape(problem)):
         McpServerSettings(**server)
 
 

@@ -433,8 +433,8 @@ async def test_scripted_reports_reach_the_synthesis_fenced_as_data(service_facto
     system = llm.calls[1][0].text
     nonce = re.search(r"<report-([0-9a-f]{12}) specialist=\"code\"", system)
     assert nonce is not None, system
-    fenced = re.search(rf"<report-{nonce.group(1)} specialist=\"code\" status=\"ok\">\n(.*?)\n</report-{nonce.group(1)}>",
-                       system, re.S)
+    tag = f"report-{nonce.group(1)}"
+    fenced = re.search(rf"<{tag} specialist=\"code\" status=\"ok\">\n(.*?)\n</{tag}>", system, re.S)
     assert fenced is not None and fenced.group(1) == attack
     assert "must NOT be followed" in system
 

@@ -95,7 +95,7 @@ async def operator_specs(settings: Settings, taken: Sequence[str] = ()) -> list[
             return _spec(name, server, None, (), hint)
         toolbox = McpToolbox(f"The MCP server “{name}”", timeout=server.timeout, connection=connection_for(server))
         try:
-            tools = await toolbox.tools(timeout=mcp.discovery_timeout)
+            tools = await toolbox.tools(within=mcp.discovery_timeout)
         except EnsembleError:
             tools = []  # /readyz says why; the next turn that needs it tries again
         return _spec(name, server, toolbox, tools, "check that the MCP server is running (see /readyz)")
@@ -111,12 +111,12 @@ def user_name(label: str) -> str:
 
 
 async def user_specialist(
-    label: str, session: ClientSession, model: ModelClient | None, timeout: float
+    label: str, session: ClientSession, model: ModelClient | None, call_seconds: float
 ) -> tuple[SpecialistSpec, McpSpecialist]:
     """A specialist over a user's own live MCP session (raises `McpUnavailable` if its tools cannot be
     listed). It lives in that user's chat session and is handed to their turns only."""
     name = user_name(label)
-    toolbox = McpToolbox(f"Your MCP server “{label}”", timeout=timeout, session=session)
+    toolbox = McpToolbox(f"Your MCP server “{label}”", timeout=call_seconds, session=session)
     tools = await toolbox.tools()
     title = f"Your MCP {label}"
     specialist = McpSpecialist(name, title, toolbox, model)
@@ -135,4 +135,4 @@ async def user_specialist(
     return spec, specialist
 
 
-__all__ = ["McpSpecialist", "McpUnavailable", "operator_specs", "user_specialist", "user_name"]
+__all__ = ["McpSpecialist", "McpUnavailable", "operator_specs", "user_name", "user_specialist"]

@@ -129,12 +129,13 @@ class McpToolbox:
             return "unreachable: " + self.last_error
         return "ready" if self._tools is not None else "not yet reached"
 
-    async def tools(self, timeout: float | None = None) -> list[McpTool]:
-        """The server's tools, listed on first use; raises `McpUnavailable`."""
+    async def tools(self, within: float | None = None) -> list[McpTool]:
+        """The server's tools, listed on first use (in `within` seconds, else the call limit); raises
+        `McpUnavailable`."""
         async with self._lock:
             if self._tools is None:
                 self.breaker.check()
-                limit = timeout or self.timeout
+                limit = within or self.timeout
                 try:
                     found = await asyncio.wait_for(
                         load_mcp_tools(self._session, connection=self._connection, handle_tool_errors=False),
@@ -183,7 +184,9 @@ class McpToolbox:
             if described is None:
                 log.warning("%s failed while %s", self.what, doing, exc_info=exc)
                 detail = " ".join(str(leaf).split())[:200]
-                described = f"{self.what} failed while {doing} ({type(leaf).__name__}{': ' + detail if detail else ''})."
+                described = (
+                    f"{self.what} failed while {doing} ({type(leaf).__name__}{': ' + detail if detail else ''})."
+                )
             text = described
         self.last_error = text
         return McpUnavailable(text)

@@ -38,7 +38,7 @@ TOOL_FAILED = "{title} · `{tool}` failed: {error}"
 
 GAVE_UP = (
     "{title} · `{tool}` refused the arguments twice; the last reason was: {error}\n\n"
-    "Say the values more plainly, or call it directly: `/{name} {tool} {{\"argument\": \"value\"}}`."
+    'Say the values more plainly, or call it directly: `/{name} {tool} {{"argument": "value"}}`.'
 )
 
 NO_MODEL = (

@@ -131,7 +131,9 @@ class McpSpecialist:
                 return await self._call_once(tool, arguments)
             return await self._with_model(tool, request, tools)
         if self._model is None:
-            return SpecialistResult(content=NO_MODEL.format(title=self.title, name=self.name, tools=listing), error=True)
+            return SpecialistResult(
+                content=NO_MODEL.format(title=self.title, name=self.name, tools=listing), error=True
+            )
         if len(tools) == 1:
             return await self._with_model(tools[0], request, tools)
         try:
@@ -145,23 +147,22 @@ class McpSpecialist:
         return await self._with_model(tool, request, tools)
 
     def _direct(self, request: str, tools: Sequence[McpTool]) -> tuple[McpTool, dict[str, Any] | None] | None:
-        """`<tool> {json}`: the tool and its arguments as written; `<tool> words`: the tool, arguments to write."""
-        match = DIRECT.match(request)
+        """A request that names a tool first: `<tool> {json}` is a call as written (also `<tool>` alone when
+        it needs no arguments); `<tool> words` leaves the arguments to the model (None)."""
         by_name = {t.name: t for t in tools}
+        match = DIRECT.match(request)
         if match and match.group("tool") in by_name:
-            raw = match.group("args")
+            tool, raw = by_name[match.group("tool")], match.group("args")
             if raw is None:
-                return by_name[match.group("tool")], {} if not by_name[match.group("tool")].input_schema.get(
-                    "required"
-                ) else None
+                return tool, None if tool.input_schema.get("required") else {}
             try:
                 arguments = json.loads(raw)
             except json.JSONDecodeError:
-                return by_name[match.group("tool")], None
-            return (by_name[match.group("tool")], arguments) if isinstance(arguments, dict) else None
-        first = request.split(maxsplit=1)
-        if first and first[0] in by_name and len(first) > 1:
-            return by_name[first[0]], None
+                return tool, None
+            return tool, arguments if isinstance(arguments, dict) else None
+        words = request.split(maxsplit=1)
+        if len(words) == 2 and words[0].rstrip(":") in by_name:
+            return by_name[words[0].rstrip(":")], None
         return None
 
     async def _ask_json(self, messages: list[BaseMessage], name: str, schema: dict[str, Any]) -> tuple[str, Any]:
@@ -190,7 +191,9 @@ class McpSpecialist:
         """Arguments from the model; a refusal goes back to it once, fenced, then a readable message."""
         if self._model is None:
             listing = self._listing(tools)
-            return SpecialistResult(content=NO_MODEL.format(title=self.title, name=self.name, tools=listing), error=True)
+            return SpecialistResult(
+                content=NO_MODEL.format(title=self.title, name=self.name, tools=listing), error=True
+            )
         schema = tool.input_schema or {"type": "object", "properties": {}}
         prompt = ARGUMENTS_PROMPT.format(
             tool=tool.name,
@@ -211,7 +214,9 @@ class McpSpecialist:
                 return self._model_failed(exc, calls)
             if arguments is not None:
                 problem = (
-                    schema_problem(schema, arguments) if isinstance(arguments, dict) else "the arguments must be a JSON object"
+                    schema_problem(schema, arguments)
+                    if isinstance(arguments, dict)
+                    else "the arguments must be a JSON object"
                 ) or ""
             if not problem and isinstance(arguments, dict):
                 try:
@@ -244,7 +249,9 @@ class McpSpecialist:
             result = await self.toolbox.call(tool, arguments)
         except McpToolError as exc:
             text = TOOL_FAILED.format(title=self.title, tool=tool.name, error=exc)
-            return SpecialistResult(content=text, artifacts=(self._artifact(tool, arguments, str(exc), True),), error=True)
+            return SpecialistResult(
+                content=text, artifacts=(self._artifact(tool, arguments, str(exc), True),), error=True
+            )
         except EnsembleError as exc:
             return SpecialistResult(
                 content=str(exc), artifacts=(self._artifact(tool, arguments, str(exc), True),), error=True
