@@ -275,7 +275,7 @@ class Ensemble:
         """A specialist over the live MCP session a user opened in the chat; the caller keeps it in that
         user's session and hands it to their turns only (`stream_turn(connected=...)`). Raises
         EnsembleError (readable) when the server's tools cannot be listed."""
-        spec, specialist = await user_specialist(label, session, self.models.supervisor, self.settings.mcp.user_timeout)
+        spec, specialist = await user_specialist(label, session, self.models.supervisor, self.settings.mcp)
         return Entry(spec, specialist)
 
     # --- readiness ----------------------------------------------------------------------------

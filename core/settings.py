@@ -250,6 +250,10 @@ class McpSettings(BaseModel):
     allowed_commands: list[str] = Field(default_factory=list)
     discovery_timeout: float = Field(default=10.0, gt=0)  # seconds to list a server's tools at startup
     user_timeout: float = Field(default=30.0, gt=0)  # seconds for a call to a server a user connected
+    # A tool's string arguments are chosen among the words and short phrases of the request (constrained
+    # decoding), so a small model copies values instead of inventing them. `auto`: with grammar-constrained
+    # JSON (`json_object`, llama.cpp: the embedded model), where a 135M model needs it; `on`/`off`: always/never.
+    values_from_request: Literal["auto", "on", "off"] = "auto"
     # URL prefixes of the MCP servers users may connect in the chat (Chainlit's MCP button, Streamable
     # HTTP or SSE); empty: users connect none. Each user's connections serve only that user's turns.
     user_allowed_urls: list[str] = Field(default_factory=list)

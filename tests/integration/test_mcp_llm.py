@@ -53,24 +53,25 @@ async def test_a_turn_that_needs_a_tool_calls_it_and_answers_with_its_result(
     local_llm: LocalLLMSettings, http_server: HttpMcpServer, tmp_path: Path
 ) -> None:
     """Over Streamable HTTP: the request names no tool; the model picks `order_status` among six tools and
-    writes `{"order_id": ...}` under the tool's own schema; the answer is the server's result."""
+    writes `{"order_id": ...}` under the tool's own schema (an id that is not the example in the tool's
+    description); the answer is the server's result."""
     service = await Ensemble.start(
         settings_for(local_llm, tmp_path, {"orders": http_server.settings(timeout=10.0)}),
         with_documents=False,
         with_memory=False,
     )
     try:
-        events = await turn(service, "/orders What is the shipping status of order ORD-1042?")
+        events = await turn(service, "/orders What is the shipping status of order ORD-2077?")
         step = one_step(events)
         calls = calls_in(http_server.calls)
         assert calls and calls[0]["tool"] == "order_status", calls
-        assert calls[-1] == {"tool": "order_status", "arguments": {"order_id": "ORD-1042"}}, calls
+        assert calls[-1] == {"tool": "order_status", "arguments": {"order_id": "ORD-2077"}}, calls
         assert not step.error, step.output
         answer = events[-1]
         assert isinstance(answer, TurnFinished)
-        assert "shipped on 2026-11-30 by Parcel Co, tracking PC-88231" in answer.content
+        assert "waiting for stock: the blue kettle is back on 2026-12-12" in answer.content
         tool_calls = [a for a in step.artifacts if a.kind == "tool_call"]
-        assert tool_calls[-1].meta["arguments"] == {"order_id": "ORD-1042"}
+        assert tool_calls[-1].meta["arguments"] == {"order_id": "ORD-2077"}
     finally:
         await service.aclose()
 

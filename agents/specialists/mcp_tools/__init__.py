@@ -25,7 +25,7 @@ from agents.specialists.mcp_tools.client import (
 from agents.specialists.mcp_tools.specialist import McpSpecialist
 from core.errors import EnsembleError
 from core.models import SUPERVISOR, ModelClient
-from core.settings import McpServerSettings, Settings
+from core.settings import McpServerSettings, McpSettings, Settings
 
 if TYPE_CHECKING:
     from mcp import ClientSession
@@ -68,7 +68,7 @@ def _spec(
     def build(services: Services) -> McpSpecialist | None:
         if toolbox is None:
             return None
-        return McpSpecialist(name, title, toolbox, services.model(MODEL))
+        return McpSpecialist(name, title, toolbox, services.model(MODEL), services.settings.mcp.values_from_request)
 
     return SpecialistSpec(
         name=name,
@@ -111,15 +111,15 @@ def user_name(label: str) -> str:
 
 
 async def user_specialist(
-    label: str, session: ClientSession, model: ModelClient | None, call_seconds: float
+    label: str, session: ClientSession, model: ModelClient | None, settings: McpSettings
 ) -> tuple[SpecialistSpec, McpSpecialist]:
     """A specialist over a user's own live MCP session (raises `McpUnavailable` if its tools cannot be
     listed). It lives in that user's chat session and is handed to their turns only."""
     name = user_name(label)
-    toolbox = McpToolbox(f"Your MCP server “{label}”", timeout=call_seconds, session=session)
+    toolbox = McpToolbox(f"Your MCP server “{label}”", timeout=settings.user_timeout, session=session)
     tools = await toolbox.tools()
     title = f"Your MCP {label}"
-    specialist = McpSpecialist(name, title, toolbox, model)
+    specialist = McpSpecialist(name, title, toolbox, model, settings.values_from_request)
     spec = SpecialistSpec(
         name=name,
         title=title,

@@ -2,6 +2,8 @@
 
 A weak model cannot make OpenAI tool calls, so the tool and then its arguments are asked for as JSON
 constrained by a schema (the tool's own `inputSchema` for the arguments), and checked against that schema.
+With grammar-constrained JSON (the embedded 135M model) a string argument is one of the request's words or
+short phrases: such a model copies a value it is offered, where it invents one it must write.
 Arguments the server refuses go back to the model once, with the server's reason fenced as data; a second
 refusal becomes a readable message. `/<server> <tool> {json}` calls a tool directly, with no model.
 
@@ -16,7 +18,7 @@ import logging
 import re
 import secrets
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import jsonschema
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
@@ -49,23 +51,42 @@ class UnusableReply(ValueError):
     """The model's JSON could not be used (unparseable, or not matching the schema)."""
 
 
-def grammar_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """`schema` for constrained decoding: strings bounded, objects closed (validation uses the original)."""
+def request_spans(request: str, longest: int = 3, limit: int = 80) -> list[str]:
+    """The request's words and phrases of up to `longest` words (punctuation trimmed), and the request
+    itself: the values a string argument may take when they must come from the request."""
+    words = [w.strip(".,;:!?\"'()[]{}“”‘’") for w in request.split()]
+    words = [w for w in words if w]
+    spans: list[str] = []
+    for size in range(1, longest + 1):
+        for i in range(len(words) - size + 1):
+            span = " ".join(words[i : i + size])
+            if span not in spans and len(span) <= 80:
+                spans.append(span)
+    whole = " ".join(request.split())
+    return [*spans[:limit], *([whole] if whole and whole not in spans and len(whole) <= MAX_STRING else [])]
+
+
+def grammar_schema(schema: dict[str, Any], spans: Sequence[str] = ()) -> dict[str, Any]:
+    """`schema` for constrained decoding: objects closed, strings bounded, or (given `spans`) one of the
+    request's spans. Validation still uses the tool's own schema."""
     if not isinstance(schema, dict):
         return schema
     out: dict[str, Any] = {}
     for key, value in schema.items():
         if isinstance(value, dict):
             out[key] = (
-                {k: grammar_schema(v) for k, v in value.items()}
+                {k: grammar_schema(v, spans) for k, v in value.items()}
                 if key in ("properties", "$defs", "definitions")
-                else grammar_schema(value)
+                else grammar_schema(value, spans)
             )
         elif isinstance(value, list):
-            out[key] = [grammar_schema(v) if isinstance(v, dict) else v for v in value]
+            out[key] = [grammar_schema(v, spans) if isinstance(v, dict) else v for v in value]
         else:
             out[key] = value
-    if out.get("type") == "string" and not {"maxLength", "enum", "const", "pattern", "format"} & out.keys():
+    free = not {"maxLength", "enum", "const", "pattern", "format"} & out.keys()
+    if out.get("type") == "string" and free and spans:
+        out["enum"] = list(spans)
+    elif out.get("type") == "string" and free:
         out["maxLength"] = MAX_STRING
     if out.get("type") == "object" and "properties" in out and "additionalProperties" not in out:
         out["additionalProperties"] = False
@@ -103,11 +124,20 @@ def fence(text: str) -> str:
 class McpSpecialist:
     """The tools of one MCP server, used for a request."""
 
-    def __init__(self, name: str, title: str, toolbox: McpToolbox, model: ModelClient | None) -> None:
+    def __init__(
+        self,
+        name: str,
+        title: str,
+        toolbox: McpToolbox,
+        model: ModelClient | None,
+        values_from_request: Literal["auto", "on", "off"] = "auto",
+    ) -> None:
         self.name = name
         self.title = title
         self.toolbox = toolbox
         self._model = model
+        grammar = model is not None and model.endpoint.structured_output == "json_object"
+        self._spans = values_from_request == "on" or (values_from_request == "auto" and grammar)
 
     def _listing(self, tools: Sequence[McpTool]) -> str:
         return ", ".join(f"`{t.name}`" for t in tools)
@@ -167,7 +197,9 @@ class McpSpecialist:
 
     async def _ask_json(self, messages: list[BaseMessage], name: str, schema: dict[str, Any]) -> tuple[str, Any]:
         assert self._model is not None
-        llm = self._model.llm.bind(response_format=response_format(self._model, name, schema), stream=False)
+        llm = self._model.llm.bind(
+            response_format=response_format(self._model, name, schema), stream=False, temperature=0
+        )
         reply = await llm.ainvoke(messages, config={"run_name": f"mcp.{self.name}.{name}"})
         text = reply.text
         try:
@@ -207,7 +239,8 @@ class McpSpecialist:
         problem = ""
         for attempt in (1, 2):
             try:
-                text, arguments = await self._ask_json(messages, "arguments", grammar_schema(schema))
+                constrained = grammar_schema(schema, request_spans(request) if self._spans else ())
+                text, arguments = await self._ask_json(messages, "arguments", constrained)
             except UnusableReply as exc:
                 text, arguments, problem = "", None, str(exc)
             except Exception as exc:
