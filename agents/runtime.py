@@ -10,12 +10,14 @@ is `agents.supervisor.service.AgentService`.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import httpx
 from langchain_core.messages import AIMessage, HumanMessage
@@ -34,6 +36,7 @@ from core.errors import EnsembleError
 from core.local_llm import LocalLLMServer, ServerStatus
 from core.logs import quiet_library_noise
 from core.models import ModelClients, model_http_client
+from core.outbound import vet_url
 from core.settings import Settings
 from memory import MemoryService, format_memories, open_memory_service
 from memory.records import Memory
@@ -271,10 +274,13 @@ class Ensemble:
         return 0 if await self.memory.forget(user_id, memory_id) is None else 1
 
     # --- a user's own MCP servers -------------------------------------------------------------
-    async def connect_mcp(self, label: str, session: ClientSession) -> Entry:
+    async def connect_mcp(self, label: str, session: ClientSession, url: str | None = None) -> Entry:
         """A specialist over the live MCP session a user opened in the chat; the caller keeps it in that
         user's session and hands it to their turns only (`stream_turn(connected=...)`). Raises
-        EnsembleError (readable) when the server's tools cannot be listed."""
+        EnsembleError (readable) when the server's tools cannot be listed, or when `url` is a name that
+        resolves to an internal address (only an address the operator listed literally may be internal)."""
+        if url is not None:
+            await vet_url(url, trusted=_listed_literally(url, self.settings.mcp.user_allowed_urls))
         spec, specialist = await user_specialist(label, session, self.models.supervisor, self.settings.mcp)
         return Entry(spec, specialist)
 
@@ -301,6 +307,16 @@ class Ensemble:
     async def stores_ready(self) -> bool:
         """Whether the app's own stores answer (what /readyz reports)."""
         return await self.agent.ready()
+
+
+def _listed_literally(url: str, allowed: Sequence[str]) -> bool:
+    """Whether `url`'s host is an IP address written in one of the allowed URL prefixes."""
+    host = urlsplit(url).hostname or ""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return any(urlsplit(prefix).hostname == host for prefix in allowed)
 
 
 def _launch_local_llm(settings: Settings, stack: AsyncExitStack) -> LocalLLMServer | None:

@@ -310,7 +310,7 @@ def connected_servers() -> list[Entry]:
 async def on_mcp_connect(connection: McpConnection, session: ClientSession) -> None:
     """A server the user connected becomes a specialist of their turns; raising refuses the connection
     (Chainlit shows the message)."""
-    entry = await ensemble().connect_mcp(connection.name, session)
+    entry = await ensemble().connect_mcp(connection.name, session, getattr(connection, "url", None))
     servers: dict[str, Entry] = dict(cl.user_session.get(MCP_KEY) or {})
     servers[connection.name] = entry
     cl.user_session.set(MCP_KEY, servers)

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from core.settings import LocalLLMSettings
@@ -29,6 +30,8 @@ def test_the_step_shows_the_mcp_tool_call_with_its_input_and_output(
     create_users(tmp_path, {**os.environ, **extra})
     app = start_app(tmp_path, local_llm.port, extra)
     try:
+        ready = httpx.get(f"{app.url}/readyz", timeout=10).json()
+        assert ready["specialists"]["orders"] == "ready", ready  # its tools were listed at startup
         page = login(browser, app.url, "alice")
         send(page, '/orders order_status {"order_id": "ORD-1042"}')
         assert "shipped on 2026-11-30 by Parcel Co" in last_answer(page)

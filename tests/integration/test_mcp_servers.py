@@ -228,6 +228,21 @@ async def test_a_users_own_server_serves_only_that_users_turns(http_server: Http
         await service.aclose()
 
 
+async def test_a_users_server_named_by_a_host_that_resolves_inside_is_refused(tmp_path: Path) -> None:
+    """A user-connected URL whose name resolves to an internal address (here: localhost) is refused, even
+    under an allowed prefix; only an IP address the operator wrote in the allow-list may be internal."""
+    from core.outbound import OutboundRefused
+
+    service = await start(settings_for(tmp_path, {}, user_allowed_urls=["http://localhost:9/", "http://127.0.0.1:9/"]))
+    try:
+        with pytest.raises(OutboundRefused, match="internal address"):
+            await service.connect_mcp("desk", None, "http://localhost:9/mcp")  # type: ignore[arg-type]
+        with pytest.raises(OutboundRefused, match="internal address"):
+            await service.connect_mcp("desk", None, "http://169.254.169.254/mcp")  # type: ignore[arg-type]
+    finally:
+        await service.aclose()
+
+
 def test_servers_and_header_secrets_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     servers = {
         "tickets": {
