@@ -333,7 +333,9 @@ async def show_tool_calls(step: cl.Step, artifacts: tuple[Artifact, ...]) -> Non
     for call in artifacts:
         if call.kind != "tool_call":
             continue
-        child = cl.Step(name=f"{call.name}", type="tool", parent_id=step.id, show_input="json")
+        seconds = call.meta.get("seconds")
+        name = f"{call.name} ({seconds:.1f} s)" if isinstance(seconds, float) else call.name
+        child = cl.Step(name=name, type="tool", parent_id=step.id, show_input="json")
         child.input = json.dumps(call.meta.get("arguments", {}), ensure_ascii=False, indent=1)
         child.output = call.content or ""
         child.is_error = bool(call.meta.get("error"))

@@ -90,6 +90,8 @@ async def test_http_server_is_a_specialist_whose_tool_call_is_a_visible_step(
         step = step_of(events)
         assert not step.error
         (call,) = [a for a in step.artifacts if a.kind == "tool_call"]
+        seconds = call.meta.pop("seconds")
+        assert isinstance(seconds, float) and 0 < seconds < 5, "the call's cost is measured"
         assert call.meta == {
             "server": "orders",
             "tool": "order_status",

@@ -17,6 +17,7 @@ import json
 import logging
 import re
 import secrets
+import time
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -252,17 +253,14 @@ class McpSpecialist:
                     else "the arguments must be a JSON object"
                 ) or ""
             if not problem and isinstance(arguments, dict):
-                try:
-                    result = await self.toolbox.call(tool, arguments)
-                except McpToolError as exc:
-                    problem = str(exc)
-                    calls.append(self._artifact(tool, arguments, problem, error=True))
-                except EnsembleError as exc:
-                    calls.append(self._artifact(tool, arguments, str(exc), error=True))
-                    return SpecialistResult(content=str(exc), artifacts=tuple(calls), error=True)
+                call, result, failure = await self._attempt(tool, arguments)
+                calls.append(call)
+                if isinstance(failure, McpToolError):
+                    problem = str(failure)
+                elif failure is not None:  # unreachable, too slow, paused: no retry
+                    return SpecialistResult(content=str(failure), artifacts=tuple(calls), error=True)
                 else:
-                    calls.append(self._artifact(tool, arguments, result))
-                    return self._answer(tool, result, calls)
+                    return self._answer(tool, result or "", calls)
             log.info("%s: arguments for %s refused (attempt %d): %s", self.name, tool.name, attempt, problem)
             nonce = secrets.token_hex(6)
             messages = [
@@ -278,30 +276,35 @@ class McpSpecialist:
 
     async def _call_once(self, tool: McpTool, arguments: dict[str, Any]) -> SpecialistResult:
         """A direct call with the user's own arguments: the server's answer or reason, as is."""
+        call, result, failure = await self._attempt(tool, arguments)
+        if isinstance(failure, McpToolError):
+            text = TOOL_FAILED.format(title=self.title, tool=tool.name, error=failure)
+            return SpecialistResult(content=text, artifacts=(call,), error=True)
+        if failure is not None:
+            return SpecialistResult(content=str(failure), artifacts=(call,), error=True)
+        return self._answer(tool, result or "", [call])
+
+    async def _attempt(
+        self, tool: McpTool, arguments: dict[str, Any]
+    ) -> tuple[Artifact, str | None, McpToolError | EnsembleError | None]:
+        """One call: its record for the chat (tool, arguments, result or error, seconds), the result, or
+        the failure (the server's error, or a readable outage)."""
+        started = time.perf_counter()
         try:
             result = await self.toolbox.call(tool, arguments)
-        except McpToolError as exc:
-            text = TOOL_FAILED.format(title=self.title, tool=tool.name, error=exc)
-            return SpecialistResult(
-                content=text, artifacts=(self._artifact(tool, arguments, str(exc), True),), error=True
-            )
-        except EnsembleError as exc:
-            return SpecialistResult(
-                content=str(exc), artifacts=(self._artifact(tool, arguments, str(exc), True),), error=True
-            )
-        return self._answer(tool, result, [self._artifact(tool, arguments, result)])
+        except (McpToolError, EnsembleError) as exc:
+            return self._artifact(tool, arguments, str(exc), time.perf_counter() - started, True), None, exc
+        return self._artifact(tool, arguments, result, time.perf_counter() - started), result, None
 
     def _answer(self, tool: McpTool, result: str, calls: list[Artifact]) -> SpecialistResult:
         content = RESULT_TEMPLATE.format(title=self.title, tool=tool.name, result=result, fence=fence(result))
         return SpecialistResult(content=content, artifacts=tuple(calls))
 
-    def _artifact(self, tool: McpTool, arguments: dict[str, Any], result: str, error: bool = False) -> Artifact:
-        return Artifact(
-            kind="tool_call",
-            name=f"{self.name}.{tool.name}",
-            content=result,
-            meta={"server": self.name, "tool": tool.name, "arguments": arguments, "error": error},
-        )
+    def _artifact(
+        self, tool: McpTool, arguments: dict[str, Any], result: str, seconds: float, error: bool = False
+    ) -> Artifact:
+        meta = {"server": self.name, "tool": tool.name, "arguments": arguments, "error": error, "seconds": seconds}
+        return Artifact(kind="tool_call", name=f"{self.name}.{tool.name}", content=result, meta=meta)
 
     def _model_failed(self, exc: Exception, calls: Sequence[Artifact] = ()) -> SpecialistResult:
         assert self._model is not None
