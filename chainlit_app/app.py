@@ -40,6 +40,8 @@ from chainlit_app.files import file_route
 from chainlit_app.persistence import EnsembleDataLayer, LocalStorageClient, ensure_schema
 from chainlit_app.render import (
     artifact_elements,
+    decision_text,
+    decision_title,
     file_kind,
     progress_text,
     safe_name,
@@ -54,6 +56,7 @@ from rag.types import IngestProgress
 
 log = logging.getLogger("chainlit_app.app")  # chainlit runs this file by path, so __name__ is a path
 LOCAL_USER = "local"  # the single user of an instance without authentication
+SUPERVISOR_STEP = "supervisor"  # the key of a turn's Supervisor step among its steps
 
 
 def ensemble() -> Ensemble:
@@ -263,6 +266,12 @@ async def on_message(message: cl.Message) -> None:
             batchers[step_id] = TokenBatcher(steps[step_id].stream_token)
         return batchers[step_id]
 
+    # The decision shows first, above the steps and the answer it led to (a step sent before them).
+    supervisor = cl.Step(name="Supervisor", type="tool", show_input=False)
+    supervisor.start = utc_now()
+    supervisor.output = "Deciding who takes this turn ..."
+    await supervisor.send()
+    steps[SUPERVISOR_STEP] = supervisor
     try:
         turn = ensemble().stream_turn(thread_id=thread_id, user_id=user_id, text=text, files=files)
         async for event in http_app.state.metrics.observe(turn):
@@ -278,6 +287,8 @@ async def on_message(message: cl.Message) -> None:
     finally:
         for batcher in batchers.values():
             batcher.cancel()
+        if supervisor.end is None:  # no decision was made (no model, or the turn failed first)
+            await supervisor.remove()
 
 
 async def show(event: TurnEvent, steps: dict[str, cl.Step], answer_message: Callable[[], cl.Message]) -> None:
@@ -298,7 +309,12 @@ async def show(event: TurnEvent, steps: dict[str, cl.Step], answer_message: Call
             step.elements = artifact_elements(event.artifacts, for_step=True)
             await step.update()
         case Decided():
-            pass  # who takes the turn shows in its steps
+            titles = {spec.name: spec.title for spec in ensemble().registry.specs()}
+            step = steps[SUPERVISOR_STEP]
+            step.name = decision_title(event, titles)
+            step.output = decision_text(event, titles)
+            step.end = utc_now()
+            await step.update()
         case Notice(text=text):
             await cl.Message(content=text, author="Ensemble").send()
         case TurnFinished(content=content, artifacts=artifacts):

@@ -78,11 +78,35 @@ def specialist_metrics(outcomes: Sequence[Outcome], labels: Sequence[str]) -> di
     return result
 
 
+def stage_metrics(outcomes: Sequence[Outcome]) -> dict[str, Any]:
+    """Which stage decided how often, its accuracy, and the time of the routing stages where no model ran."""
+    stages: dict[str, Any] = {}
+    for stage in ("facts", "fast", "model"):
+        decided = [o for o in outcomes if o.stage == stage]
+        stages[stage] = {"n": len(decided), "accuracy": _rate(sum(o.correct for o in decided), len(decided))}
+    quick = [o.fast_seconds * 1000 for o in outcomes if o.stage in ("facts", "fast") and o.fast_seconds is not None]
+    return {
+        "decided_by": stages,
+        "model_calls": sum(o.attempts for o in outcomes if o.stage == "model"),
+        "no_model_p50_ms": _percentile(quick, 0.5),
+        "no_model_p95_ms": _percentile(quick, 0.95),
+    }
+
+
 def summarize(
-    outcomes: Sequence[Outcome], categories: Sequence[str], specialists: Sequence[str]
+    outcomes: Sequence[Outcome],
+    categories: Sequence[str],
+    specialists: Sequence[str],
+    tags: dict[str, Sequence[str]] | None = None,
 ) -> dict[str, Any]:
     labels = [ANSWER, *specialists]
+    tagged: dict[str, list[Outcome]] = {}
+    for o in outcomes:
+        for tag in (tags or {}).get(o.id, ()):
+            tagged.setdefault(tag, []).append(o)
     return {
+        "by_tag": {tag: group_metrics(group) for tag, group in sorted(tagged.items())},
+        "router": stage_metrics(outcomes) if any(o.stage for o in outcomes) else None,
         "overall": group_metrics(outcomes),
         "by_category": {c: group_metrics([o for o in outcomes if o.category == c]) for c in categories},
         "by_specialist": specialist_metrics(outcomes, labels),
@@ -174,6 +198,27 @@ def render(report: dict[str, Any]) -> str:
     variants = report["variants"]
     for name, result in variants.items():
         parts += [render_variant(name, result), ""]
+    routed = {name: r for name, r in variants.items() if r["summary"].get("router")}
+    if routed:
+        tags = sorted({t for r in routed.values() for t in r["summary"].get("by_tag", {})})
+        header = ["router mode", "accuracy", "valid", *tags, "by facts", "by fast", "by model", "model calls",
+                  "no-model p50 ms", "p50 s"]
+        rows = []
+        for name, r in routed.items():
+            summary, stages = r["summary"], r["summary"]["router"]
+            by_tag = summary.get("by_tag", {})
+            rows.append([
+                name,
+                _fmt(summary["overall"]["accuracy"]),
+                _fmt(summary["overall"]["valid_rate"]),
+                *(_fmt(by_tag[t]["accuracy"]) if t in by_tag else "-" for t in tags),
+                *(str(stages["decided_by"][s]["n"]) for s in ("facts", "fast", "model")),
+                str(stages["model_calls"]),
+                _fmt(stages["no_model_p50_ms"], 1),
+                _fmt(summary["overall"]["latency_p50"], 3),
+            ])
+        parts += ["router modes side by side (no-model ms: the facts and fast stages, where they decided)",
+                  _table(header, rows), ""]
     if len(variants) > 1:
         categories = list(next(iter(variants.values()))["summary"]["by_category"])
         header = ["category", *(f"{v} acc" for v in variants), *(f"{v} valid" for v in variants)]

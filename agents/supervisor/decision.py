@@ -70,7 +70,7 @@ def decision_schema(names: Sequence[str], max_tasks: int) -> dict[str, Any]:
                         "specialist": {"type": "string", "enum": list(names)},
                         "request": {"type": "string", "maxLength": 300},
                     },
-                    "required": ["specialist", "request"],
+                    "required": ["specialist"],
                 },
             }
         },
@@ -91,10 +91,12 @@ def specialist_tools(specs: Sequence[SpecialistSpec]) -> list[dict[str, Any]]:
                     "properties": {
                         "request": {
                             "type": "string",
-                            "description": "A self-contained request for this specialist.",
+                            "description": "Only when the user's message must be rewritten for this "
+                            "specialist (it refers to earlier messages, or asks several things): the "
+                            "request, self-contained. Left out, the user's message is forwarded as it is.",
                         }
                     },
-                    "required": ["request"],
+                    "required": [],
                 },
             },
         }
@@ -133,7 +135,7 @@ def parse_tool_decision(message: AIMessage, names: Sequence[str], fallback: str,
     items: list[tuple[str, str]] = []
     for call in message.tool_calls:
         name = call["name"].removeprefix(TOOL_PREFIX)
-        request = call["args"].get("request")
+        request = call["args"].get("request") or ""
         if not isinstance(request, str):
             raise InvalidDecision(f"tool {call['name']!r} needs a string 'request' argument")
         items.append((name, request))
