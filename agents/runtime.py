@@ -24,8 +24,8 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from agents.specialists.base import FileRef, Services, SpecialistSpec
 from agents.specialists.registry import Registry, all_specs, model_roles
-from agents.supervisor.events import Decided, TurnEvent, TurnFinished
 from agents.supervisor.classifier import RecentVectors
+from agents.supervisor.events import Decided, TurnEvent, TurnFinished
 from agents.supervisor.graph import Recall, Scope, build_graph
 from agents.supervisor.router import FastStage
 from agents.supervisor.service import AgentService

@@ -88,7 +88,7 @@ STAGES = {
 def decision_title(event: Decided, titles: dict[str, str]) -> str:
     """The Supervisor step's title: what was chosen, by which stage, how sure, how fast."""
     chosen = " + ".join(titles.get(name, name) for name in event.specialists) or "answered directly"
-    details = [event.chosen_by]
+    details: list[str] = [event.chosen_by]
     if event.confidence is not None and event.chosen_by in ("fast", "facts"):
         details.append(f"{event.confidence:.2f}")
     details.append(f"{event.seconds * 1000:.0f} ms" if event.seconds < 1 else f"{event.seconds:.1f} s")

@@ -193,14 +193,17 @@ class RouterSettings(BaseModel):
     threshold: float | None = Field(default=None, ge=0, le=1)
     neighbours: int = Field(default=3, ge=1, le=50)  # a label's score: mean similarity of its nearest exemplars
     # Added to the direct answer's score: the safe default wins what is nearly a tie.
-    direct_bias: float = Field(default=0.0, ge=-1, le=1)
+    direct_bias: float = Field(default=0.04, ge=-1, le=1)
     # Softmax temperature over the per-label similarities (fitted on the eval set; see docs/routing.md).
     temperature: float = Field(default=0.03, gt=0, le=1)
     # A second specialist joins the first when its probability is at least this (0 < p <= 1; 1: never).
-    second_at: float = Field(default=0.4, gt=0, le=1)
+    second_at: float = Field(default=0.35, gt=0, le=1)
     # A fact candidate (an image attached: vision; a document attached: documents) gains this much
     # probability before the vote is read.
-    attachment_boost: float = Field(default=0.35, ge=0, le=1)
+    attachment_boost: float = Field(default=0.1, ge=0, le=1)
+    # A request in several parts ("search X, then write Y") goes to several specialists when at least two
+    # parts ask different ones, each with at least this probability.
+    clause_at: float = Field(default=0.6, gt=0, le=1)
 
     def threshold_for(self, embedded: bool) -> float:
         if self.threshold is not None:

@@ -81,15 +81,15 @@ def specialist_metrics(outcomes: Sequence[Outcome], labels: Sequence[str]) -> di
 def stage_metrics(outcomes: Sequence[Outcome]) -> dict[str, Any]:
     """Which stage decided how often, its accuracy, and the time of the routing stages where no model ran."""
     stages: dict[str, Any] = {}
-    for stage in ("facts", "fast", "model"):
+    for stage in ("command", "phrase", "facts", "fast", "model"):
         decided = [o for o in outcomes if o.stage == stage]
         stages[stage] = {"n": len(decided), "accuracy": _rate(sum(o.correct for o in decided), len(decided))}
-    quick = [o.fast_seconds * 1000 for o in outcomes if o.stage in ("facts", "fast") and o.fast_seconds is not None]
+    quick = [o.fast_seconds * 1000 for o in outcomes if o.stage == "fast" and o.fast_seconds is not None]
     return {
         "decided_by": stages,
         "model_calls": sum(o.attempts for o in outcomes if o.stage == "model"),
-        "no_model_p50_ms": _percentile(quick, 0.5),
-        "no_model_p95_ms": _percentile(quick, 0.95),
+        "fast_p50_ms": _percentile(quick, 0.5),
+        "fast_p95_ms": _percentile(quick, 0.95),
     }
 
 
@@ -201,8 +201,8 @@ def render(report: dict[str, Any]) -> str:
     routed = {name: r for name, r in variants.items() if r["summary"].get("router")}
     if routed:
         tags = sorted({t for r in routed.values() for t in r["summary"].get("by_tag", {})})
-        header = ["router mode", "accuracy", "valid", *tags, "by facts", "by fast", "by model", "model calls",
-                  "no-model p50 ms", "p50 s"]
+        header = ["router mode", "accuracy", "valid", *tags, "by phrase", "by facts", "by fast", "by model",
+                  "model calls", "fast p50 ms", "p50 s"]
         rows = []
         for name, r in routed.items():
             summary, stages = r["summary"], r["summary"]["router"]
@@ -212,12 +212,12 @@ def render(report: dict[str, Any]) -> str:
                 _fmt(summary["overall"]["accuracy"]),
                 _fmt(summary["overall"]["valid_rate"]),
                 *(_fmt(by_tag[t]["accuracy"]) if t in by_tag else "-" for t in tags),
-                *(str(stages["decided_by"][s]["n"]) for s in ("facts", "fast", "model")),
+                *(str(stages["decided_by"][s]["n"]) for s in ("phrase", "facts", "fast", "model")),
                 str(stages["model_calls"]),
-                _fmt(stages["no_model_p50_ms"], 1),
+                _fmt(stages["fast_p50_ms"], 1),
                 _fmt(summary["overall"]["latency_p50"], 3),
             ])
-        parts += ["router modes side by side (no-model ms: the facts and fast stages, where they decided)",
+        parts += ["router modes side by side (fast p50 ms: routing time where the fast stage decided, no model call)",
                   _table(header, rows), ""]
     if len(variants) > 1:
         categories = list(next(iter(variants.values()))["summary"]["by_category"])

@@ -19,7 +19,8 @@ from agents.eval.dataset import Item, messages_for
 from agents.specialists.base import FileRef, SpecialistSpec
 from agents.specialists.registry import all_specs
 from agents.supervisor.decision import Router
-from agents.supervisor.router import Cascade, Facts, turn_facts
+from agents.supervisor.router import Cascade, Facts, Routed, by_command, by_phrase, turn_facts
+from agents.supervisor.state import Task
 from core.models import ModelClient
 from core.settings import Settings
 
@@ -229,7 +230,16 @@ async def route_one(
     fast_seconds: float | None = None
     confidence: float | None = None
     try:
-        routed, scores = await cascade.quick(item.text, facts)
+        command = by_command(specs, item.text)
+        phrase = None if command is not None else by_phrase(facts.offered, item.text)
+        routed: Routed | None
+        scores = None
+        if command is not None:
+            routed = Routed((Task(command[0].name, command[1], "command"),), "command", 0.0, 1.0)
+        elif phrase is not None:
+            routed = Routed((Task(phrase.name, item.text, "phrase"),), "phrase", 0.0, 1.0)
+        else:
+            routed, scores = await cascade.quick(item.text, facts)
         fast_seconds = time.perf_counter() - started
         if scores is not None:
             confidence = scores.best[1]

@@ -19,6 +19,7 @@ import importlib.util
 import json
 import logging
 import math
+import re
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -106,6 +107,72 @@ def softmax(scores: Mapping[str, float], temperature: float) -> dict[str, float]
     return {label: weight / total for label, weight in weights.items()}
 
 
+def scores_from(
+    similarities: Mapping[str, float],
+    allowed: Iterable[str],
+    boosts: Mapping[str, float] | None,
+    settings: RouterSettings,
+) -> Scores:
+    """Probabilities from per-label similarities: only allowed labels (and `direct`), boosts added."""
+    wanted = {DIRECT, *allowed}
+    sims = {label: value for label, value in similarities.items() if label in wanted}
+    if not sims:
+        return Scores(((DIRECT, 1.0),))
+    if DIRECT in sims:
+        sims[DIRECT] += settings.direct_bias
+    for label, boost in (boosts or {}).items():
+        if label in sims:
+            sims[label] += boost
+    probabilities = softmax(sims, settings.temperature)
+    return Scores(tuple(sorted(probabilities.items(), key=lambda pair: pair[1], reverse=True)))
+
+
+def pick(scores: Scores, settings: RouterSettings, limit: int) -> list[str]:
+    """The specialists chosen from the scores: the best label (none when it is `direct`), and others
+    whose probability reaches `second_at`, up to `limit`."""
+    label = scores.best[0]
+    if label == DIRECT:
+        return []
+    chosen = [label]
+    for other, p in scores.probabilities[1:]:
+        if other != DIRECT and p >= settings.second_at and len(chosen) < limit:
+            chosen.append(other)
+    return chosen
+
+
+# Where a request that asks for several things splits: "..., then ...", "...; ...", "... and then ...",
+# "... and <verb> ..." for verbs that start a task of their own, and between sentences.
+_TASK_VERBS = (
+    "write|draw|generate|make|create|paint|search|find|look|check|tell|describe|summari[sz]e|remember|"
+    "translate|give|list|read|compare|explain|show|rewrite|convert|design|illustrate|fix|debug|compose"
+)
+_CLAUSE_BREAK = re.compile(
+    rf",?\s+(?:and\s+)?then\s+|;\s*|(?<=[.!?])\s+(?=[A-Z])|,?\s+and\s+(?:also\s+)?(?=(?:{_TASK_VERBS})\b)",
+    re.I,
+)
+MIN_CLAUSE_WORDS = 3
+
+
+def split_clauses(text: str) -> list[str]:
+    """The parts of a request that asks for several things (none when it asks for one)."""
+    parts = [p.strip(" ,.;") for p in _CLAUSE_BREAK.split(text)]
+    parts = [p for p in parts if len(p.split()) >= MIN_CLAUSE_WORDS]
+    return parts if len(parts) >= 2 else []
+
+
+def combine(whole: Scores, parts: Sequence[Scores], settings: RouterSettings, limit: int) -> tuple[list[str], float]:
+    """The specialists chosen and the confidence: the parts' labels when at least two parts confidently ask
+    different specialists (a request for several things), else the whole request's."""
+    labels: dict[str, float] = {}
+    for scores in parts:
+        label, p = scores.best
+        if label != DIRECT and p >= settings.clause_at and label not in labels:
+            labels[label] = p
+    if len(labels) >= 2:
+        return list(labels)[:limit], min(labels.values())
+    return pick(whole, settings, limit), whole.best[1]
+
+
 class FastClassifier:
     """Labelled exemplar vectors, and the per-label nearest-exemplar score of a request's vector."""
 
@@ -143,20 +210,11 @@ class FastClassifier:
         vector: Sequence[float],
         allowed: Iterable[str],
         boosts: Mapping[str, float] | None = None,
+        settings: RouterSettings | None = None,
     ) -> Scores:
         """Probabilities over the `allowed` labels (`direct` always is), with fact boosts added to the
         similarities (e.g. an attached image for vision) and `direct`'s bias as the safe default."""
-        wanted = {DIRECT, *allowed}
-        sims = {label: value for label, value in self.similarities(vector).items() if label in wanted}
-        if not sims:
-            return Scores(((DIRECT, 1.0),))
-        if DIRECT in sims:
-            sims[DIRECT] += self._settings.direct_bias
-        for label, boost in (boosts or {}).items():
-            if label in sims:
-                sims[label] += boost
-        probabilities = softmax(sims, self._settings.temperature)
-        return Scores(tuple(sorted(probabilities.items(), key=lambda pair: pair[1], reverse=True)))
+        return scores_from(self.similarities(vector), allowed, boosts, settings or self._settings)
 
     @classmethod
     async def build(
@@ -177,9 +235,8 @@ class FastClassifier:
         vectors: np.ndarray | None = None
         if path is not None and path.is_file():
             try:
-                vectors = await asyncio.to_thread(np.load, path)
-                if vectors.shape[0] != len(texts):
-                    vectors = None
+                loaded = await asyncio.to_thread(np.load, path)
+                vectors = loaded if loaded.shape[0] == len(texts) else None
             except (OSError, ValueError):
                 vectors = None
         if vectors is None:
@@ -226,4 +283,3 @@ class RecentVectors:
 
     async def aclose(self) -> None:
         """Nothing of its own: the inner embedder is closed by its owner."""
-

@@ -91,12 +91,12 @@ def specialist_tools(specs: Sequence[SpecialistSpec]) -> list[dict[str, Any]]:
                     "properties": {
                         "request": {
                             "type": "string",
-                            "description": "Only when the user's message must be rewritten for this "
-                            "specialist (it refers to earlier messages, or asks several things): the "
-                            "request, self-contained. Left out, the user's message is forwarded as it is.",
+                            "description": "Empty: the user's message is forwarded as it is. Only when "
+                            "it must be rewritten for this specialist (it refers to earlier messages, or asks "
+                            "several things): the request, self-contained.",
                         }
                     },
-                    "required": [],
+                    "required": ["request"],
                 },
             },
         }
@@ -135,7 +135,7 @@ def parse_tool_decision(message: AIMessage, names: Sequence[str], fallback: str,
     items: list[tuple[str, str]] = []
     for call in message.tool_calls:
         name = call["name"].removeprefix(TOOL_PREFIX)
-        request = call["args"].get("request") or ""
+        request = call["args"].get("request")
         if not isinstance(request, str):
             raise InvalidDecision(f"tool {call['name']!r} needs a string 'request' argument")
         items.append((name, request))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from langchain_core.messages import AIMessage, AnyMessage
 from langchain_core.runnables import RunnableConfig
 
 from agents.specialists.base import FileKind, FileRef, Need, SpecialistSpec
-from agents.supervisor.classifier import DIRECT, FastClassifier, Scores, exemplar_sets
+from agents.supervisor.classifier import FastClassifier, Scores, combine, exemplar_sets, split_clauses
 from agents.supervisor.decision import Router
 from agents.supervisor.state import ChosenBy, Task
 from core.embeddings import Embedder
@@ -98,6 +99,19 @@ class Routed:
         return tuple(task.specialist for task in self.tasks)
 
 
+def by_command(specs: Sequence[SpecialistSpec], text: str) -> tuple[SpecialistSpec, str] | None:
+    """A leading slash command naming one of `specs` (the graph asks the registry, which knows them all)."""
+    match = re.match(r"^\s*(/\w+)\b\s*(.*)$", text, re.S)
+    if not match:
+        return None
+    return next(((spec, match.group(2).strip()) for spec in specs if spec.command == match.group(1).lower()), None)
+
+
+def by_phrase(specs: Sequence[SpecialistSpec], text: str) -> SpecialistSpec | None:
+    """The first of `specs` whose unmistakable phrase this message uses ("forget everything")."""
+    return next((spec for spec in specs if spec.routes_directly and spec.asks_for.search(text)), None)
+
+
 class FastStage:
     """The classifier, built in the background from the exemplars of the offered specialists, and the
     embedder that turns each request into a vector (once per turn: memory recall reads the same one)."""
@@ -158,6 +172,7 @@ class Cascade:
         if mode == "model" and self._model is not None:
             return None, None
         classifier = await self._fast.classifier() if self._fast is not None and mode != "facts" else None
+        started = time.perf_counter()  # the classifier's one-time build (at startup) is not routing time
         if classifier is None:
             if mode in ("fast", "cascade") and self._model is not None:
                 return None, None  # no classifier (no embedder): the model decides
@@ -165,15 +180,16 @@ class Cascade:
             return Routed(tasks, "facts", time.perf_counter() - started), None
         router = self._settings.router
         assert self._fast is not None
-        vector = (await self._fast.embedder.embed([text]))[0]
+        vector = (await self._fast.embedder.embed([text]))[0]  # once a turn: memory recall reuses it
         boosts = dict.fromkeys(facts.candidates, router.attachment_boost)
         scores = classifier.classify(vector, facts.names, boosts)
-        label, confidence = scores.best
-        chosen: list[str] = [] if label == DIRECT else [label]
-        if chosen:
-            for other, p in scores.probabilities[1:]:
-                if other != DIRECT and p >= router.second_at and len(chosen) < limit:
-                    chosen.append(other)
+        clauses = split_clauses(text)
+        parts = (
+            [classifier.classify(part, facts.names, boosts) for part in await self._fast.embedder.embed(clauses)]
+            if clauses
+            else []
+        )
+        chosen, confidence = combine(scores, parts, router, limit)
         seconds = time.perf_counter() - started
         if mode == "cascade" and self._model is not None and confidence < self.threshold:
             return None, scores
