@@ -85,11 +85,13 @@ def stage_metrics(outcomes: Sequence[Outcome]) -> dict[str, Any]:
         decided = [o for o in outcomes if o.stage == stage]
         stages[stage] = {"n": len(decided), "accuracy": _rate(sum(o.correct for o in decided), len(decided))}
     quick = [o.fast_seconds * 1000 for o in outcomes if o.stage == "fast" and o.fast_seconds is not None]
+    cpu = [o.fast_cpu_seconds * 1000 for o in outcomes if o.stage == "fast" and o.fast_cpu_seconds is not None]
     return {
         "decided_by": stages,
         "model_calls": sum(o.attempts for o in outcomes if o.stage == "model"),
         "fast_p50_ms": _percentile(quick, 0.5),
         "fast_p95_ms": _percentile(quick, 0.95),
+        "fast_cpu_p50_ms": _percentile(cpu, 0.5),
     }
 
 
@@ -202,7 +204,7 @@ def render(report: dict[str, Any]) -> str:
     if routed:
         tags = sorted({t for r in routed.values() for t in r["summary"].get("by_tag", {})})
         header = ["router mode", "accuracy", "valid", *tags, "by phrase", "by facts", "by fast", "by model",
-                  "model calls", "fast p50 ms", "p50 s"]
+                  "model calls", "fast p50 ms", "fast CPU p50 ms", "p50 s"]
         rows = []
         for name, r in routed.items():
             summary, stages = r["summary"], r["summary"]["router"]
@@ -215,9 +217,11 @@ def render(report: dict[str, Any]) -> str:
                 *(str(stages["decided_by"][s]["n"]) for s in ("phrase", "facts", "fast", "model")),
                 str(stages["model_calls"]),
                 _fmt(stages["fast_p50_ms"], 1),
+                _fmt(stages.get("fast_cpu_p50_ms"), 1),
                 _fmt(summary["overall"]["latency_p50"], 3),
             ])
-        parts += ["router modes side by side (fast p50 ms: routing time where the fast stage decided, no model call)",
+        parts += ["router modes side by side (fast p50 ms: routing wall time where the fast stage decided, no "
+                  "model call; fast CPU: the process's CPU time in it)",
                   _table(header, rows), ""]
     if len(variants) > 1:
         categories = list(next(iter(variants.values()))["summary"]["by_category"])

@@ -107,6 +107,7 @@ class Outcome:
     stage: str | None = None  # which stage of the cascade decided (facts, fast, model), where one ran
     confidence: float | None = None  # the fast stage's confidence in its best label, where it ran
     fast_seconds: float | None = None  # time of the facts and fast stages (no model call in it)
+    fast_cpu_seconds: float | None = None  # the process's CPU time in them (the machine's load aside)
 
     @property
     def valid_first(self) -> bool:
@@ -227,7 +228,9 @@ async def route_one(
     router_log = logging.getLogger(Router.__module__)
     router_log.addHandler(rejected)
     started = time.perf_counter()
+    cpu_started = time.process_time()
     fast_seconds: float | None = None
+    fast_cpu: float | None = None
     confidence: float | None = None
     try:
         command = by_command(specs, item.text)
@@ -241,6 +244,7 @@ async def route_one(
         else:
             routed, scores = await cascade.quick(item.text, facts)
         fast_seconds = time.perf_counter() - started
+        fast_cpu = time.process_time() - cpu_started
         if scores is not None:
             confidence = scores.best[1]
         if routed is None:
@@ -250,7 +254,7 @@ async def route_one(
         error = f"{type(exc).__name__}: {exc}"[:300]
         return Outcome(
             item.id, item.category, sorted(item.expect), [], False, 0, False, error, seconds, [],
-            rejected.reasons, "model", confidence, fast_seconds,
+            rejected.reasons, "model", confidence, fast_seconds, fast_cpu,
         )
     finally:
         router_log.removeHandler(rejected)
@@ -272,6 +276,7 @@ async def route_one(
         routed.chosen_by,
         routed.confidence if routed.confidence is not None else confidence,
         fast_seconds,
+        fast_cpu,
     )
 
 
