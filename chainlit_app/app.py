@@ -166,6 +166,14 @@ def current_user_id() -> str:
     return LOCAL_USER
 
 
+def turn_run() -> str | None:
+    """The id of Chainlit's run of this turn (`on_message`), the parent of the turn's answer message: the
+    turn's steps are its children too, so that they show in the order they came, above the answer
+    (a step without a parent would show after the whole run, below the answer)."""
+    step = cl.context.current_step
+    return None if step is None else str(step.id)
+
+
 def turn_owner() -> str:
     """Whose turn it is, for the cap of concurrent turns: the account, or the tab when nobody signs in."""
     if isinstance(cl.user_session.get("user"), cl.User):
@@ -211,7 +219,7 @@ async def accept_uploads(message: cl.Message, user_id: str, thread_id: str) -> l
     async def progress(update: IngestProgress) -> None:
         step = steps.get(update.file_name)
         if step is None:
-            step = cl.Step(name=f"Reading {update.file_name}", type="tool", show_input=False)
+            step = cl.Step(name=f"Reading {update.file_name}", type="tool", show_input=False, parent_id=turn_run())
             step.start = utc_now()
             steps[update.file_name] = step
             await step.send()
@@ -267,7 +275,7 @@ async def on_message(message: cl.Message) -> None:
         return batchers[step_id]
 
     # The decision shows first, above the steps and the answer it led to (a step sent before them).
-    supervisor = cl.Step(name="Supervisor", type="tool", show_input=False)
+    supervisor = cl.Step(name="Supervisor", type="tool", show_input=False, parent_id=turn_run())
     supervisor.start = utc_now()
     supervisor.output = "Deciding who takes this turn ..."
     await supervisor.send()
@@ -295,7 +303,7 @@ async def show(event: TurnEvent, steps: dict[str, cl.Step], answer_message: Call
     """One event of a turn (other than a streamed token) as Chainlit steps and messages."""
     match event:
         case StepStarted():
-            step = cl.Step(name=event.title, type="tool", show_input="text")
+            step = cl.Step(name=event.title, type="tool", show_input="text", parent_id=turn_run())
             step.input = event.input
             step.start = utc_now()
             steps[event.step_id] = step

@@ -63,7 +63,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--temperature", type=float, help="override the supervisor endpoint's temperature")
     parser.add_argument(
-        "--render", type=Path, metavar="REPORT.json", help="print and plot a saved report (no model calls)"
+        "--render",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="REPORT.json",
+        help="print and plot a saved report (no model calls); repeat to put several runs' modes or variants "
+        "side by side (e.g. the model mode on a --limit subset beside the others on the whole set)",
     )
     parser.add_argument(
         "--router",
@@ -129,7 +135,15 @@ async def _fast_stage(settings: Settings, specs: list[Any], stack: contextlib.As
 
 
 def _render_saved(args: argparse.Namespace) -> int:
-    report = json.loads(args.render.read_text(encoding="utf-8"))
+    reports = [json.loads(path.read_text(encoding="utf-8")) for path in args.render]
+    report = reports[0]
+    for other in reports[1:]:
+        for name, variant in other["variants"].items():
+            n = other["meta"]["items"]
+            label = name if n == report["meta"]["items"] else f"{name} (n={n})"
+            report["variants"][label] = variant
+    if args.json and len(reports) > 1:
+        write_json(report, args.json)
     write_chart(report, args.chart)
     print(render(report))
     print(f"chart: {args.chart}")
@@ -199,7 +213,7 @@ async def _run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if args.render is not None:
+        if args.render:
             return _render_saved(args)
         return asyncio.run(_run(args))
     except (EnsembleError, ValueError, OSError) as exc:
