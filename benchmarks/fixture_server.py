@@ -9,7 +9,9 @@ accumulate. Its "model time" per call is therefore known: `ttft + n * token_dela
 Routing rule (so that the supervisor's real decision paths run): when the last user message contains
 `delegate to <name>` and the request offers a tool `ask_<name>` (OpenAI tools) or names `<name>` in a
 `response_format` schema, the reply is a tool call `ask_<name>(request=...)` or the JSON decision
-`{"tasks": [{"specialist": "<name>", "request": ...}]}`. Otherwise a `response_format` request gets
+`{"tasks": [{"specialist": "<name>"}]}` (one task per `delegate to <name>`; each task restates the
+request only where the schema requires one). `--decision-tokens 0`: a decision costs one token per 4
+characters of its text, as a model writing it would. Otherwise a `response_format` request gets
 `{"tasks": []}` and every other request gets text. A `[tag:XYZ]` in the last user message is echoed as
 the answer's first word, so load clients can check that each session receives only its own answers.
 

@@ -10,7 +10,8 @@ the answer. Three turns:
 - one specialist: a code request, forwarded to the code specialist;
 - two specialists: an attached image and a code request (vision + code), then the synthesis.
 
-Each turn text carries `delegate to <name>` for the fixture's decision (what a good model would decide).
+Each turn text carries `delegate to <name>` for the fixture's decision (what a good model would decide),
+and a tag that differs per run (no run reuses another's embedding).
 Measured: wall time from the turn's start to its first answer token (AnswerToken), the model calls of the
 turn, the stage that decided and the specialists chosen; plus the router's own CPU time (process CPU
 seconds of the routing stage are not separable from the event loop, so wall ms of the `Decided` event).
@@ -40,10 +41,10 @@ from core.settings import ChatEndpoint, LocalLLMSettings, MemorySettings, Router
 
 TURNS = {
     "direct": ("What is the capital of France?", False),
-    "one specialist": ("Write a Python function that reverses a string. (delegate to code)", False),
+    "one specialist": ("Write a Python function that reverses a string. Delegate to code.", False),
     "two specialists": (
-        "Describe the shapes in this picture, then write Python code that draws them with turtle. "
-        "(delegate to vision, delegate to code)",
+        "Describe the shapes in this picture, then write a Python function that adds up their areas. "
+        "Delegate to vision, delegate to code.",
         True,
     ),
 }
@@ -74,6 +75,8 @@ async def one_turn(
 ) -> dict[str, Any]:
     before = await fixture_stats(base_url, http)
     started = time.perf_counter()
+    cpu_started = time.process_time()
+    cpu_decided: float | None = None
     first: float | None = None
     decided: Decided | None = None
     outcome = "none"
@@ -82,6 +85,7 @@ async def one_turn(
             first = time.perf_counter() - started
         elif isinstance(event, Decided):
             decided = event
+            cpu_decided = time.process_time() - cpu_started
         elif isinstance(event, TurnFinished):
             outcome = "ok" if event.content else "empty"
         elif isinstance(event, TurnFailed):
@@ -94,6 +98,8 @@ async def one_turn(
         "stage": decided.chosen_by if decided else None,
         "chosen": list(decided.specialists) if decided else None,
         "routing_ms": decided.seconds * 1000 if decided else None,
+        # the process's CPU time from the turn's start to its decision (routing and the graph's start)
+        "cpu_to_decision_ms": None if cpu_decided is None else cpu_decided * 1000,
         "confidence": decided.confidence if decided else None,
     }
 
@@ -107,8 +113,12 @@ async def measure(base_url: str, http: httpx.AsyncClient, mode: str, turns: int,
         results: dict[str, Any] = {}
         for name, (text, with_image) in TURNS.items():
             files = image if with_image else ()
-            await one_turn(service, http, base_url, f"warm-{name}", text, files)  # warm: classifier, clients
-            runs = [await one_turn(service, http, base_url, f"{name}-{i}", text, files) for i in range(turns)]
+            # Each run's text differs by its tag, so that no run reuses an earlier run's embedding.
+            await one_turn(service, http, base_url, f"warm-{name}", f"{text} [tag:warm]", files)
+            runs = [
+                await one_turn(service, http, base_url, f"{name}-{i}", f"{text} [tag:run{i}]", files)
+                for i in range(turns)
+            ]
             firsts = [r["first_token_ms"] for r in runs if r["first_token_ms"] is not None]
             results[name] = {
                 "first_token_ms_p50": statistics.median(firsts) if firsts else None,
@@ -116,6 +126,9 @@ async def measure(base_url: str, http: httpx.AsyncClient, mode: str, turns: int,
                 "stage": runs[-1]["stage"],
                 "chosen": runs[-1]["chosen"],
                 "routing_ms_p50": statistics.median(r["routing_ms"] for r in runs if r["routing_ms"] is not None),
+                "cpu_to_decision_ms_p50": statistics.median(
+                    r["cpu_to_decision_ms"] for r in runs if r["cpu_to_decision_ms"] is not None
+                ),
                 "confidence": runs[-1]["confidence"],
                 "outcomes": sorted({r["outcome"] for r in runs}),
                 "runs": runs,
