@@ -345,9 +345,7 @@ def _documents_in_scope(documents: DocumentService) -> Scope:
     return in_scope
 
 
-async def _start_memory(
-    settings: Settings, stack: AsyncExitStack, embedder: Embedder | None
-) -> MemoryService | None:
+async def _start_memory(settings: Settings, stack: AsyncExitStack, embedder: Embedder | None) -> MemoryService | None:
     """Long-term memory, sharing the app's one embedder (the documents' where there are documents)."""
     try:
         memory = await open_memory_service(settings, embedder=embedder)
