@@ -172,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
                     r["stage"],
                     "+".join(r["chosen"] or []) or "direct",
                     f"{r['routing_ms_p50']:.1f}",
+                    f"{r['cpu_to_decision_ms_p50']:.1f}",
                     ",".join(r["outcomes"]),
                 ]
             )
@@ -184,7 +185,8 @@ def main(argv: list[str] | None = None) -> int:
                 "model calls",
                 "decided by",
                 "chosen",
-                "routing ms",
+                "routing ms (wall, p50)",
+                "CPU ms to decision (p50)",
                 "outcome",
             ],
             rows,
