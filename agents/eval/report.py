@@ -223,11 +223,7 @@ def render(report: dict[str, Any]) -> str:
         parts += ["router modes side by side (fast p50 ms: routing wall time where the fast stage decided, no "
                   "model call; fast CPU: the process's CPU time in it)",
                   _table(header, rows), ""]
-        configured = report["meta"].get("router", {}).get("mode", "cascade")
-        if configured in routed:
-            overall = routed[configured]["summary"]["overall"]
-            parts += [f"the router as configured ({configured}): accuracy {_fmt(overall['accuracy'])} on "
-                      f"{overall['n']} requests, valid {_fmt(overall['valid_rate'])}", ""]
+
     if len(variants) > 1:
         categories = list(next(iter(variants.values()))["summary"]["by_category"])
         header = ["category", *(f"{v} acc" for v in variants), *(f"{v} valid" for v in variants)]
@@ -239,6 +235,13 @@ def render(report: dict[str, Any]) -> str:
             ]
             rows.append([c, *(_fmt(m["accuracy"]) for m in picked), *(_fmt(m["valid_rate"]) for m in picked)])
         parts += ["variants side by side", _table(header, rows), ""]
+    configured = (report["meta"].get("router") or {}).get("mode", "cascade")
+    if configured in variants and variants[configured]["summary"].get("router"):
+        overall = variants[configured]["summary"]["overall"]
+        parts += [
+            f"the router as configured ({configured}): accuracy {_fmt(overall['accuracy'])} on {overall['n']} "
+            f"requests, valid {_fmt(overall['valid_rate'])}"
+        ]
     return "\n".join(parts).rstrip() + "\n"
 
 
