@@ -15,8 +15,8 @@ general knowledge and follow-up talk.
 only when it needs one: the message refers to earlier messages (the specialist cannot see the chat), or \
 it asks several specialists for different things."""
 
-ROUTER_JSON_INSTRUCTIONS = """Reply with JSON only: {"tasks": [{"specialist": "<name>"}]}, adding \
-"request": "<rewritten request>" to a task only when it needs one.
+ROUTER_JSON_INSTRUCTIONS = """Reply with JSON only: {"tasks": [{"specialist": "<name>", "request": ""}]}. \
+Leave "request" empty ("") unless the specialist needs the request rewritten.
 Use an empty list, {"tasks": []}, when you answer yourself."""
 
 ROUTER_TOOLS_INSTRUCTIONS = """To hand off, call the tool of that specialist. To answer yourself, just answer."""
