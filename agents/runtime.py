@@ -27,11 +27,14 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from agents.specialists.base import FileRef, Services, SpecialistSpec
 from agents.specialists.mcp_tools import user_specialist
 from agents.specialists.registry import Entry, Registry, configured_specs, model_roles
+from agents.supervisor.classifier import RecentVectors
 from agents.supervisor.events import Decided, TurnEvent, TurnFinished
-from agents.supervisor.graph import Recall, build_graph
+from agents.supervisor.graph import Recall, Scope, build_graph
+from agents.supervisor.router import FastStage
 from agents.supervisor.service import AgentService
 from agents.supervisor.state import CHECKPOINT_TYPES, RunContext
 from core.databases import checkpoints_location
+from core.embeddings import Embedder
 from core.errors import EnsembleError
 from core.local_llm import LocalLLMServer, ServerStatus
 from core.logs import quiet_library_noise
@@ -39,6 +42,7 @@ from core.models import ModelClients, model_http_client
 from core.outbound import vet_url
 from core.settings import Settings
 from memory import MemoryService, format_memories, open_memory_service
+from memory.embeddings import EmbedderUnavailable, local_embedder
 from memory.records import Memory
 from rag.service import DocumentService
 from rag.service import start as start_documents
@@ -129,10 +133,22 @@ class Ensemble:
             model_http = await stack.enter_async_context(model_http_client(local_llm))
             models = models or ModelClients.from_settings(settings, model_roles(specs), model_http)
             documents = await _start_documents(settings, http, stack) if with_documents else None
-            memory = await _start_memory(settings, stack, documents) if with_memory else None
+            # One embedder for documents, memory and the router (the documents' when there are documents),
+            # remembering the turn's request so that it is embedded once.
+            fast_router = settings.router.mode in ("fast", "cascade")
+            base = documents.embedder if documents is not None else None
+            if base is None and (fast_router or with_memory):
+                base = await _local_embedder(settings, stack)
+            shared = None if base is None else RecentVectors(base)
+            memory = await _start_memory(settings, stack, shared) if with_memory else None
             services = Services(settings, http, models, documents=documents, memory=memory)
             registry = Registry.build(services, specs)
             stack.push_async_callback(registry.aclose)
+            fast = None
+            if fast_router and shared is not None:
+                available = [entry.spec for entry in registry.available.values()]
+                fast = FastStage(shared, available, settings, settings.model_cache).start()
+                stack.push_async_callback(fast.aclose)
             checkpointer = await stack.enter_async_context(open_checkpointer(settings))
             setup = getattr(checkpointer, "setup", None)
             if setup is not None:
@@ -145,6 +161,8 @@ class Ensemble:
                 supervisor=models.supervisor,
                 checkpointer=checkpointer,
                 recall=recall,
+                fast=fast,
+                documents_in_scope=None if documents is None else _documents_in_scope(documents),
             )
         except BaseException:
             await stack.aclose()
@@ -343,12 +361,34 @@ async def _start_documents(
     return documents
 
 
-async def _start_memory(
-    settings: Settings, stack: AsyncExitStack, documents: DocumentService | None
-) -> MemoryService | None:
-    """Long-term memory, sharing the documents' embedder (one model loaded, TEI in a cluster)."""
+async def _local_embedder(settings: Settings, stack: AsyncExitStack) -> Embedder | None:
+    """The local embedding model (loading in the background), when there are no documents to share theirs."""
     try:
-        memory = await open_memory_service(settings, embedder=documents.embedder if documents else None)
+        embedder = await local_embedder(settings)
+    except (EmbedderUnavailable, OSError) as exc:
+        log.warning("no local embedding model (%s): the router's fast stage and semantic recall are off", exc)
+        return None
+    stack.push_async_callback(embedder.aclose)
+    return embedder
+
+
+def _documents_in_scope(documents: DocumentService) -> Scope:
+    """Whether a user has any document the documents specialist could search (one query per turn)."""
+
+    async def in_scope(context: RunContext) -> bool:
+        try:
+            return bool(await documents.list_documents(context.user_id))
+        except Exception:
+            log.warning("could not count the documents of user %s; not offering documents", context.user_id)
+            return False
+
+    return in_scope
+
+
+async def _start_memory(settings: Settings, stack: AsyncExitStack, embedder: Embedder | None) -> MemoryService | None:
+    """Long-term memory, sharing the app's one embedder (the documents' where there are documents)."""
+    try:
+        memory = await open_memory_service(settings, embedder=embedder)
     except Exception as exc:
         log.warning("long-term memory is unavailable: %s", exc)
         return None

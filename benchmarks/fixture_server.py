@@ -9,7 +9,9 @@ accumulate. Its "model time" per call is therefore known: `ttft + n * token_dela
 Routing rule (so that the supervisor's real decision paths run): when the last user message contains
 `delegate to <name>` and the request offers a tool `ask_<name>` (OpenAI tools) or names `<name>` in a
 `response_format` schema, the reply is a tool call `ask_<name>(request=...)` or the JSON decision
-`{"tasks": [{"specialist": "<name>", "request": ...}]}`. Otherwise a `response_format` request gets
+`{"tasks": [{"specialist": "<name>"}]}` (one task per `delegate to <name>`; each task restates the
+request only where the schema requires one). `--decision-tokens 0`: a decision costs one token per 4
+characters of its text, as a model writing it would. Otherwise a `response_format` request gets
 `{"tasks": []}` and every other request gets text. A `[tag:XYZ]` in the last user message is echoed as
 the answer's first word, so load clients can check that each session receives only its own answers.
 
@@ -61,10 +63,16 @@ class Timing:
     ttft: float = 0.2
     tokens: int = 40
     token_delay: float = 0.02
-    decision_tokens: int = 8  # a tool call or JSON decision is short: this many token delays
+    # A tool call or JSON decision takes this many token delays; 0: one per 4 characters of the decision
+    # (what a real model spends writing it, e.g. a request restated in full).
+    decision_tokens: int = 8
 
-    def model_time(self, kind: str) -> float:
-        n = self.tokens if kind == "text" else self.decision_tokens
+    def decision_length(self, text: str) -> int:
+        return self.decision_tokens or max(1, -(-len(text) // 4))
+
+    def model_time(self, kind: str, n: int | None = None) -> float:
+        if n is None:
+            n = self.tokens if kind == "text" else self.decision_tokens
         return self.ttft + n * self.token_delay
 
 
@@ -106,13 +114,15 @@ def offered_names(body: dict[str, Any]) -> list[str]:
 def plan_reply(body: dict[str, Any], timing: Timing) -> tuple[str, Any]:
     """(kind, payload): ("tool", (name, args_json)), ("json", text) or ("text", [words])."""
     user = last_user_text(body.get("messages") or [])
-    wanted = DELEGATE.search(user)
     names = offered_names(body)
-    target = wanted.group(1).lower() if wanted and wanted.group(1).lower() in names else None
+    targets = list(dict.fromkeys(w.lower() for w in DELEGATE.findall(user) if w.lower() in names))
+    target = targets[0] if targets else None
     if body.get("tools") and target:
         return "tool", (f"ask_{target}", json.dumps({"request": user}))
     if body.get("response_format") and body["response_format"].get("type") != "text":
-        tasks = [{"specialist": target, "request": user}] if target else []
+        # The request is restated only where the schema requires it (a model that follows its schema).
+        restate = '"required": ["specialist", "request"]' in json.dumps(body["response_format"])
+        tasks = [{"specialist": t, "request": user} if restate else {"specialist": t} for t in targets]
         return "json", json.dumps({"tasks": tasks})
     words = passage(user, timing.tokens)
     tag = TAG.search(user)
@@ -183,7 +193,7 @@ class Fixture:
             if delay > 0:
                 await asyncio.sleep(delay)
 
-        n = timing.tokens if kind == "text" else timing.decision_tokens
+        n = timing.tokens if kind == "text" else timing.decision_length(payload if kind == "json" else payload[1])
         if kind == "text":
             pieces: list[str] = payload
         elif kind == "json":
@@ -192,7 +202,7 @@ class Fixture:
             pieces = split_even(payload[1], n)
 
         if not stream:
-            await until(timing.model_time(kind))
+            await until(timing.model_time(kind, n))
             message: dict[str, Any] = {"role": "assistant", "content": None}
             finish = "stop"
             if kind == "tool":
@@ -214,7 +224,7 @@ class Fixture:
                 "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
                 "usage": {"prompt_tokens": 10, "completion_tokens": n, "total_tokens": 10 + n},
             }
-            self._finish(started, timing, kind, message.get("content") or "")
+            self._finish(started, timing, kind, message.get("content") or "", n)
             return web.json_response(reply)
 
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
@@ -244,7 +254,7 @@ class Fixture:
             for i, piece in enumerate(pieces):
                 await until(timing.ttft + i * timing.token_delay)
                 await send({"content": piece})
-            await until(timing.model_time(kind))
+            await until(timing.model_time(kind, n))
             await send({}, "stop")
         if (body.get("stream_options") or {}).get("include_usage"):
             usage = {"prompt_tokens": 10, "completion_tokens": n, "total_tokens": 10 + n}
@@ -252,11 +262,11 @@ class Fixture:
             await response.write(b"data: " + json.dumps({**chunk, "choices": [], "usage": usage}).encode() + b"\n\n")
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
-        self._finish(started, timing, kind, "".join(pieces) if kind == "text" else "")
+        self._finish(started, timing, kind, "".join(pieces) if kind == "text" else "", n)
         return response
 
-    def _finish(self, started: float, timing: Timing, kind: str, text: str) -> None:
-        self.stats.nominal_seconds += timing.model_time(kind)
+    def _finish(self, started: float, timing: Timing, kind: str, text: str, n: int | None = None) -> None:
+        self.stats.nominal_seconds += timing.model_time(kind, n)
         self.stats.served_seconds += time.perf_counter() - started
         self.stats.text_chars += len(text)
 

@@ -45,6 +45,8 @@ from chainlit_app.files import file_route
 from chainlit_app.persistence import EnsembleDataLayer, LocalStorageClient, ensure_schema
 from chainlit_app.render import (
     artifact_elements,
+    decision_text,
+    decision_title,
     file_kind,
     progress_text,
     safe_name,
@@ -59,6 +61,7 @@ from rag.types import IngestProgress
 
 log = logging.getLogger("chainlit_app.app")  # chainlit runs this file by path, so __name__ is a path
 LOCAL_USER = "local"  # the single user of an instance without authentication
+SUPERVISOR_STEP = "supervisor"  # the key of a turn's Supervisor step among its steps
 
 
 def ensemble() -> Ensemble:
@@ -169,6 +172,14 @@ def current_user_id() -> str:
     return LOCAL_USER
 
 
+def turn_run() -> str | None:
+    """The id of Chainlit's run of this turn (`on_message`), the parent of the turn's answer message: the
+    turn's steps are its children too, so that they show in the order they came, above the answer
+    (a step without a parent would show after the whole run, below the answer)."""
+    step = cl.context.current_step
+    return None if step is None else str(step.id)
+
+
 def turn_owner() -> str:
     """Whose turn it is, for the cap of concurrent turns: the account, or the tab when nobody signs in."""
     if isinstance(cl.user_session.get("user"), cl.User):
@@ -214,7 +225,7 @@ async def accept_uploads(message: cl.Message, user_id: str, thread_id: str) -> l
     async def progress(update: IngestProgress) -> None:
         step = steps.get(update.file_name)
         if step is None:
-            step = cl.Step(name=f"Reading {update.file_name}", type="tool", show_input=False)
+            step = cl.Step(name=f"Reading {update.file_name}", type="tool", show_input=False, parent_id=turn_run())
             step.start = utc_now()
             steps[update.file_name] = step
             await step.send()
@@ -269,6 +280,12 @@ async def on_message(message: cl.Message) -> None:
             batchers[step_id] = TokenBatcher(steps[step_id].stream_token)
         return batchers[step_id]
 
+    # The decision shows first, above the steps and the answer it led to (a step sent before them).
+    supervisor = cl.Step(name="Supervisor", type="tool", show_input=False, parent_id=turn_run())
+    supervisor.start = utc_now()
+    supervisor.output = "Deciding who takes this turn ..."
+    await supervisor.send()
+    steps[SUPERVISOR_STEP] = supervisor
     try:
         turn = ensemble().stream_turn(
             thread_id=thread_id, user_id=user_id, text=text, files=files, connected=connected_servers()
@@ -286,6 +303,8 @@ async def on_message(message: cl.Message) -> None:
     finally:
         for batcher in batchers.values():
             batcher.cancel()
+        if supervisor.end is None:  # no decision was made (no model, or the turn failed first)
+            await supervisor.remove()
 
 
 # --- the user's own MCP servers (Chainlit's MCP button): kept in this chat session only -------------
@@ -347,7 +366,7 @@ async def show(event: TurnEvent, steps: dict[str, cl.Step], answer_message: Call
     """One event of a turn (other than a streamed token) as Chainlit steps and messages."""
     match event:
         case StepStarted():
-            step = cl.Step(name=event.title, type="tool", show_input="text")
+            step = cl.Step(name=event.title, type="tool", show_input="text", parent_id=turn_run())
             step.input = event.input
             step.start = utc_now()
             steps[event.step_id] = step
@@ -362,7 +381,12 @@ async def show(event: TurnEvent, steps: dict[str, cl.Step], answer_message: Call
             await step.update()
             await show_tool_calls(step, event.artifacts)
         case Decided():
-            pass  # who takes the turn shows in its steps
+            titles = {spec.name: spec.title for spec in ensemble().registry.specs()}
+            step = steps[SUPERVISOR_STEP]
+            step.name = decision_title(event, titles)
+            step.output = decision_text(event, titles)
+            step.end = utc_now()
+            await step.update()
         case Notice(text=text):
             await cl.Message(content=text, author="Ensemble").send()
         case TurnFinished(content=content, artifacts=artifacts):

@@ -10,6 +10,7 @@ from typing import Any
 import chainlit as cl
 
 from agents.specialists.base import Artifact, FileKind
+from agents.supervisor.events import Decided
 from rag.types import IngestProgress
 
 
@@ -73,3 +74,37 @@ def with_source_links(content: str, artifacts: Iterable[Artifact]) -> str:
     if not names:
         return content
     return content.rstrip() + "\n\nSources: " + " · ".join(names)
+
+
+STAGES = {
+    "command": "your command",
+    "phrase": "an unmistakable phrase",
+    "facts": "the facts of the turn",
+    "fast": "the fast classifier",
+    "model": "the supervisor model",
+}
+
+
+def decision_title(event: Decided, titles: dict[str, str]) -> str:
+    """The Supervisor step's title: what was chosen, by which stage, how sure, how fast."""
+    chosen = " + ".join(titles.get(name, name) for name in event.specialists) or "answered directly"
+    details: list[str] = [event.chosen_by]
+    if event.confidence is not None and event.chosen_by in ("fast", "facts"):
+        details.append(f"{event.confidence:.2f}")
+    details.append(f"{event.seconds * 1000:.0f} ms" if event.seconds < 1 else f"{event.seconds:.1f} s")
+    return f"Supervisor: {chosen} ({', '.join(details)})"
+
+
+def decision_text(event: Decided, titles: dict[str, str]) -> str:
+    """The Supervisor step's body, in words."""
+    chosen = ", ".join(titles.get(name, name) for name in event.specialists)
+    what = f"Handed to {chosen}" if chosen else "Answered directly"
+    line = f"{what}, chosen by {STAGES.get(event.chosen_by, event.chosen_by)}"
+    if event.confidence is not None:
+        line += f" with confidence {event.confidence:.2f}"
+    line += f", in {event.seconds * 1000:.0f} ms." if event.seconds < 1 else f", in {event.seconds:.1f} s."
+    if event.attempts > 1:
+        line += f" The model needed {event.attempts} attempts."
+    if event.fell_back:
+        line += " The model's decision could not be used, so the supervisor answered."
+    return line

@@ -175,6 +175,43 @@ class RagSettings(BaseModel):
         return value.strip() if value and value.strip() else None
 
 
+RouterMode = Literal["facts", "fast", "model", "cascade"]
+
+
+class RouterSettings(BaseModel):
+    """How the supervisor decides who takes a turn (agents/supervisor/router.py).
+
+    `cascade`: facts (command, attachments, availability), then the fast classifier over the local
+    embedder, then the supervisor model only when the classifier is unsure. `facts`: facts alone (the
+    supervisor answers everything else). `fast`: facts and the classifier, never the model. `model`:
+    facts, then always the model.
+    """
+
+    mode: RouterMode = "cascade"
+    # The classifier's calibrated confidence below which the cascade asks the model. Unset: 0.5 with a
+    # configured supervisor, 0 (never ask) with the embedded SmolLM2-135M, whose decisions measured worse
+    # than the classifier's at every confidence (docs/routing.md).
+    threshold: float | None = Field(default=None, ge=0, le=1)
+    neighbours: int = Field(default=3, ge=1, le=50)  # a label's score: mean similarity of its nearest exemplars
+    # Added to the direct answer's score: the safe default wins what is nearly a tie.
+    direct_bias: float = Field(default=0.04, ge=-1, le=1)
+    # Softmax temperature over the per-label similarities (fitted on the eval set; see docs/routing.md).
+    temperature: float = Field(default=0.03, gt=0, le=1)
+    # A second specialist joins the first when its probability is at least this (0 < p <= 1; 1: never).
+    second_at: float = Field(default=0.35, gt=0, le=1)
+    # A fact candidate (an image attached: vision; a document attached: documents) gains this much
+    # probability before the vote is read.
+    attachment_boost: float = Field(default=0.1, ge=0, le=1)
+    # A request in several parts ("search X, then write Y") goes to several specialists when at least two
+    # parts ask different ones, each with at least this probability.
+    clause_at: float = Field(default=0.6, gt=0, le=1)
+
+    def threshold_for(self, embedded: bool) -> float:
+        if self.threshold is not None:
+            return self.threshold
+        return 0.0 if embedded else 0.5
+
+
 class AuthSettings(BaseModel):
     """Who may chat: password login (default), an auth proxy's header, or nobody checks (`none`)."""
 
@@ -291,6 +328,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     limits: LimitSettings = LimitSettings()
     mcp: McpSettings = McpSettings()
+    router: RouterSettings = RouterSettings()
 
     data_dir: Path = Path("data")
     # Models converted on this machine (the local embedding model's ONNX file), shared by all data dirs.

@@ -1,7 +1,11 @@
-"""`ensemble-eval`: the supervisor's routing decision on a labelled set, against the configured endpoints.
+"""`ensemble-eval`: the router on a labelled set, per router mode, against the configured endpoints.
 
-Every specialist is offered to the router as if it were available, so that a deployment can be
-evaluated before its specialist servers exist; the specialists themselves are never run.
+By default every item goes through the router cascade in each mode (`facts`, `fast`, `model`,
+`cascade`; the app runs the one `ENSEMBLE_ROUTER__MODE` names, `cascade` unless set) and the report
+ends with the modes side by side; `--router model-only` evaluates the supervisor model's decision
+alone, as before the cascade (for comparing prompt variants). Every specialist is offered to the
+router as if it were available, so that a deployment can be evaluated before its specialist servers
+exist; the specialists themselves are never run.
 """
 
 from __future__ import annotations
@@ -14,21 +18,27 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from agents.eval.dataset import DEFAULT_DATASET, load_dataset, stratified
+import httpx
+
+from agents.eval.dataset import ROUTER_DATASET, load_dataset, stratified
 from agents.eval.harness import evaluate
 from agents.eval.report import render, write_chart, write_json
 from agents.eval.runner import DEFAULT_VARIANT, Outcome, offered_specs, parse_variant
 from agents.specialists.registry import configured_specs
+from agents.supervisor.classifier import RecentVectors
+from agents.supervisor.router import FastStage
 from core.errors import EnsembleError
 from core.local_llm import LocalLLMServer
 from core.models import ModelClient, ModelClients, chat_model
-from core.settings import Settings
+from core.settings import RouterMode, Settings
+
+ROUTER_MODES: tuple[RouterMode, ...] = ("facts", "fast", "model", "cascade")
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ensemble-eval", description=__doc__)
     parser.add_argument(
-        "--dataset", type=Path, default=DEFAULT_DATASET, help="labelled YAML set (default: built-in)"
+        "--dataset", type=Path, default=ROUTER_DATASET, help=f"labelled YAML set (default: {ROUTER_DATASET.name})"
     )
     parser.add_argument(
         "--variant",
@@ -54,7 +64,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--temperature", type=float, help="override the supervisor endpoint's temperature")
     parser.add_argument(
-        "--render", type=Path, metavar="REPORT.json", help="print and plot a saved report (no model calls)"
+        "--render",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="REPORT.json",
+        help="print and plot a saved report (no model calls); repeat to put several runs' modes or variants "
+        "side by side (e.g. the model mode on a --limit subset beside the others on the whole set)",
+    )
+    parser.add_argument(
+        "--router",
+        action="append",
+        default=[],
+        choices=[*ROUTER_MODES, "model-only"],
+        help="router mode to evaluate; repeat to compare (default: all four). model-only: the supervisor "
+        "model's decision alone (Router.decide), per prompt variant",
     )
     parser.add_argument("--quiet", action="store_true", help="no line per decision on stderr")
     return parser
@@ -85,14 +109,42 @@ def _progress(variant: str, outcome: Outcome) -> None:
     mark = "ok " if outcome.correct else ("ERR" if outcome.error else "-- ")
     chosen = ",".join(outcome.chosen) or "answer"
     extra = f" {outcome.error}" if outcome.error else (" (fell back)" if outcome.fell_back else "")
+    stage = f" by {outcome.stage}" if outcome.stage else ""
+    sure = f" p={outcome.confidence:.2f}" if outcome.confidence is not None else ""
     print(
-        f"[{variant}] {mark} {outcome.id:<14} -> {chosen:<22} {outcome.seconds:6.1f} s{extra}",
+        f"[{variant}] {mark} {outcome.id:<14} -> {chosen:<22} {outcome.seconds:6.3f} s{stage}{sure}{extra}",
         file=sys.stderr,
     )
 
 
+async def _fast_stage(settings: Settings, specs: list[Any], stack: contextlib.AsyncExitStack) -> FastStage | None:
+    """The classifier stage on the embedder the app would use (the local model unless a server is set)."""
+    from rag.embeddings import build_embedder
+
+    http = await stack.enter_async_context(httpx.AsyncClient(timeout=30.0))
+    try:
+        embedder = await build_embedder(settings.embeddings, http, settings.model_cache)
+    except EnsembleError as exc:
+        print(f"ensemble-eval: no embedder, so no fast stage ({exc})", file=sys.stderr)
+        return None
+    stack.push_async_callback(embedder.aclose)
+    fast = FastStage(RecentVectors(embedder), specs, settings, settings.model_cache).start()
+    stack.push_async_callback(fast.aclose)
+    if await fast.classifier() is None:
+        return None
+    return fast
+
+
 def _render_saved(args: argparse.Namespace) -> int:
-    report = json.loads(args.render.read_text(encoding="utf-8"))
+    reports = [json.loads(path.read_text(encoding="utf-8")) for path in args.render]
+    report = reports[0]
+    for other in reports[1:]:
+        for name, variant in other["variants"].items():
+            n = other["meta"]["items"]
+            label = name if n == report["meta"]["items"] else f"{name} (n={n})"
+            report["variants"][label] = variant
+    if args.json and len(reports) > 1:
+        write_json(report, args.json)
     write_chart(report, args.chart)
     print(render(report))
     print(f"chart: {args.chart}")
@@ -128,8 +180,13 @@ async def _run(args: argparse.Namespace) -> int:
         if not args.quiet:
             _progress(variant, outcome)
 
+    modes: list[RouterMode] = []
+    if "model-only" not in args.router:
+        modes = [m for m in ROUTER_MODES if m in args.router] if args.router else list(ROUTER_MODES)
+    needs_model = not modes or any(m in ("model", "cascade") for m in modes)
     async with contextlib.AsyncExitStack() as stack:
-        if settings.local_llm_active and client.endpoint.base_url == settings.local_llm.base_url:
+        fast = await _fast_stage(settings, specs, stack) if set(modes) & {"fast", "cascade"} else None
+        if needs_model and settings.local_llm_active and client.endpoint.base_url == settings.local_llm.base_url:
             print(f"Starting the embedded model server at {settings.local_llm.base_url} ...", file=sys.stderr)
             server = LocalLLMServer(settings.local_llm, settings.data_dir / "local-llm.log")
             await stack.enter_async_context(server)
@@ -144,6 +201,8 @@ async def _run(args: argparse.Namespace) -> int:
             per_decision=args.timeout,
             progress=progress,
             on_variant=checkpoint,
+            modes=modes,
+            fast=fast,
         )
     write_json(report, args.json)
     write_chart(report, args.chart)
@@ -155,7 +214,7 @@ async def _run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        if args.render is not None:
+        if args.render:
             return _render_saved(args)
         return asyncio.run(_run(args))
     except (EnsembleError, ValueError, OSError) as exc:

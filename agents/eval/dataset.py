@@ -15,7 +15,8 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from agents.specialists.base import FileRef
 from agents.supervisor.state import for_model, user_message
 
-DEFAULT_DATASET = Path(__file__).with_name("sets") / "routing.yaml"
+DEFAULT_DATASET = Path(__file__).with_name("sets") / "routing.yaml"  # the model-decision set (issue 8)
+ROUTER_DATASET = Path(__file__).with_name("sets") / "router.yaml"  # the cascade's set (issue 17)
 ANSWER = "answer"  # the label of "the supervisor answers directly" (no hand-off)
 MULTI = "multi"  # the category of items that expect several specialists
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")

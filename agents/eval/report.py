@@ -78,11 +78,37 @@ def specialist_metrics(outcomes: Sequence[Outcome], labels: Sequence[str]) -> di
     return result
 
 
+def stage_metrics(outcomes: Sequence[Outcome]) -> dict[str, Any]:
+    """Which stage decided how often, its accuracy, and the time of the routing stages where no model ran."""
+    stages: dict[str, Any] = {}
+    for stage in ("command", "phrase", "facts", "fast", "model"):
+        decided = [o for o in outcomes if o.stage == stage]
+        stages[stage] = {"n": len(decided), "accuracy": _rate(sum(o.correct for o in decided), len(decided))}
+    quick = [o.fast_seconds * 1000 for o in outcomes if o.stage == "fast" and o.fast_seconds is not None]
+    cpu = [o.fast_cpu_seconds * 1000 for o in outcomes if o.stage == "fast" and o.fast_cpu_seconds is not None]
+    return {
+        "decided_by": stages,
+        "model_calls": sum(o.attempts for o in outcomes if o.stage == "model"),
+        "fast_p50_ms": _percentile(quick, 0.5),
+        "fast_p95_ms": _percentile(quick, 0.95),
+        "fast_cpu_p50_ms": _percentile(cpu, 0.5),
+    }
+
+
 def summarize(
-    outcomes: Sequence[Outcome], categories: Sequence[str], specialists: Sequence[str]
+    outcomes: Sequence[Outcome],
+    categories: Sequence[str],
+    specialists: Sequence[str],
+    tags: dict[str, Sequence[str]] | None = None,
 ) -> dict[str, Any]:
     labels = [ANSWER, *specialists]
+    tagged: dict[str, list[Outcome]] = {}
+    for o in outcomes:
+        for tag in (tags or {}).get(o.id, ()):
+            tagged.setdefault(tag, []).append(o)
     return {
+        "by_tag": {tag: group_metrics(group) for tag, group in sorted(tagged.items())},
+        "router": stage_metrics(outcomes) if any(o.stage for o in outcomes) else None,
         "overall": group_metrics(outcomes),
         "by_category": {c: group_metrics([o for o in outcomes if o.category == c]) for c in categories},
         "by_specialist": specialist_metrics(outcomes, labels),
@@ -174,6 +200,30 @@ def render(report: dict[str, Any]) -> str:
     variants = report["variants"]
     for name, result in variants.items():
         parts += [render_variant(name, result), ""]
+    routed = {name: r for name, r in variants.items() if r["summary"].get("router")}
+    if routed:
+        tags = sorted({t for r in routed.values() for t in r["summary"].get("by_tag", {})})
+        header = ["router mode", "accuracy", "valid", *tags, "by phrase", "by facts", "by fast", "by model",
+                  "model calls", "fast p50 ms", "fast CPU p50 ms", "p50 s"]
+        rows = []
+        for name, r in routed.items():
+            summary, stages = r["summary"], r["summary"]["router"]
+            by_tag = summary.get("by_tag", {})
+            rows.append([
+                name,
+                _fmt(summary["overall"]["accuracy"]),
+                _fmt(summary["overall"]["valid_rate"]),
+                *(_fmt(by_tag[t]["accuracy"]) if t in by_tag else "-" for t in tags),
+                *(str(stages["decided_by"][s]["n"]) for s in ("phrase", "facts", "fast", "model")),
+                str(stages["model_calls"]),
+                _fmt(stages["fast_p50_ms"], 1),
+                _fmt(stages.get("fast_cpu_p50_ms"), 1),
+                _fmt(summary["overall"]["latency_p50"], 3),
+            ])
+        parts += ["router modes side by side (fast p50 ms: routing wall time where the fast stage decided, no "
+                  "model call; fast CPU: the process's CPU time in it)",
+                  _table(header, rows), ""]
+
     if len(variants) > 1:
         categories = list(next(iter(variants.values()))["summary"]["by_category"])
         header = ["category", *(f"{v} acc" for v in variants), *(f"{v} valid" for v in variants)]
@@ -185,6 +235,13 @@ def render(report: dict[str, Any]) -> str:
             ]
             rows.append([c, *(_fmt(m["accuracy"]) for m in picked), *(_fmt(m["valid_rate"]) for m in picked)])
         parts += ["variants side by side", _table(header, rows), ""]
+    configured = (report["meta"].get("router") or {}).get("mode", "cascade")
+    if configured in variants and variants[configured]["summary"].get("router"):
+        overall = variants[configured]["summary"]["overall"]
+        parts += [
+            f"the router as configured ({configured}): accuracy {_fmt(overall['accuracy'])} on {overall['n']} "
+            f"requests, valid {_fmt(overall['valid_rate'])}"
+        ]
     return "\n".join(parts).rstrip() + "\n"
 
 

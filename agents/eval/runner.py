@@ -19,6 +19,8 @@ from agents.eval.dataset import Item, messages_for
 from agents.specialists.base import FileRef, SpecialistSpec
 from agents.specialists.registry import all_specs
 from agents.supervisor.decision import Router
+from agents.supervisor.router import Cascade, Facts, Routed, by_command, by_phrase, turn_facts
+from agents.supervisor.state import Task
 from core.models import ModelClient
 from core.settings import Settings
 
@@ -104,6 +106,10 @@ class Outcome:
     seconds: float
     requests: list[str]
     invalid: list[str] = field(default_factory=list)  # why rejected attempts were rejected (router's log)
+    stage: str | None = None  # which stage of the cascade decided (facts, fast, model), where one ran
+    confidence: float | None = None  # the fast stage's confidence in its best label, where it ran
+    fast_seconds: float | None = None  # time of the facts and fast stages (no model call in it)
+    fast_cpu_seconds: float | None = None  # the process's CPU time in them (the machine's load aside)
 
     @property
     def valid_first(self) -> bool:
@@ -199,4 +205,99 @@ async def run_variant(
         outcomes.append(outcome)
         if progress is not None:
             progress(variant.name, outcome)
+    return outcomes
+
+
+def item_facts(item: Item, specs: Sequence[SpecialistSpec], refs: dict[str, FileRef]) -> Facts:
+    """The facts of an item's turn: its attachments; the user is taken to have documents in scope (the
+    set is about requests, not libraries), and an image applies when one is attached."""
+    files = [refs[name] for name in item.files]
+    return turn_facts(specs, new_files=files, recent_image=any(f.kind == "image" for f in files), documents=True)
+
+
+async def route_one(
+    cascade: Cascade,
+    item: Item,
+    specs: Sequence[SpecialistSpec],
+    refs: dict[str, FileRef],
+    settings: Settings,
+    per_decision: float | None,
+) -> Outcome:
+    """The cascade's decision on `item`, as the graph makes it; a failing model server is recorded."""
+    history = messages_for(item, refs, settings.history_messages)
+    facts = item_facts(item, specs, refs)
+    rejected = _Rejections()
+    router_log = logging.getLogger(Router.__module__)
+    router_log.addHandler(rejected)
+    started = time.perf_counter()
+    cpu_started = time.process_time()
+    fast_seconds: float | None = None
+    fast_cpu: float | None = None
+    confidence: float | None = None
+    try:
+        command = by_command(specs, item.text)
+        phrase = None if command is not None else by_phrase(facts.offered, item.text)
+        routed: Routed | None
+        scores = None
+        if command is not None:
+            routed = Routed((Task(command[0].name, command[1], "command"),), "command", 0.0, 1.0)
+        elif phrase is not None:
+            routed = Routed((Task(phrase.name, item.text, "phrase"),), "phrase", 0.0, 1.0)
+        else:
+            routed, scores = await cascade.quick(item.text, facts)
+        fast_seconds = time.perf_counter() - started
+        fast_cpu = time.process_time() - cpu_started
+        if scores is not None:
+            confidence = scores.best[1]
+        if routed is None:
+            routed = await asyncio.wait_for(cascade.by_model(history, facts, item.text), per_decision)
+    except Exception as exc:
+        seconds = time.perf_counter() - started
+        error = f"{type(exc).__name__}: {exc}"[:300]
+        return Outcome(
+            item.id, item.category, sorted(item.expect), [], False, 0, False, error, seconds, [],
+            rejected.reasons, "model", confidence, fast_seconds, fast_cpu,
+        )
+    finally:
+        router_log.removeHandler(rejected)
+    seconds = time.perf_counter() - started
+    chosen = sorted(set(routed.specialists))
+    correct = not routed.fell_back and item.accepts(frozenset(chosen))
+    return Outcome(
+        item.id,
+        item.category,
+        sorted(item.expect),
+        chosen,
+        correct,
+        routed.attempts,
+        routed.fell_back,
+        None,
+        seconds,
+        [task.request for task in routed.tasks],
+        rejected.reasons,
+        routed.chosen_by,
+        routed.confidence if routed.confidence is not None else confidence,
+        fast_seconds,
+        fast_cpu,
+    )
+
+
+async def run_cascade(
+    cascade: Cascade,
+    settings: Settings,
+    name: str,
+    items: Sequence[Item],
+    specs: Sequence[SpecialistSpec],
+    refs: dict[str, FileRef],
+    *,
+    per_decision: float | None = None,
+    progress: Progress | None = None,
+) -> list[Outcome]:
+    """Every item through one router mode, one at a time."""
+    outcomes: list[Outcome] = []
+    for item in items:
+        outcome = await route_one(cascade, item, specs, refs, settings, per_decision)
+        outcomes.append(outcome)
+        if progress is not None:
+            progress(name, outcome)
     return outcomes

@@ -25,6 +25,9 @@ if TYPE_CHECKING:  # the services' types only: their packages load when startup 
 
 FileKind = Literal["image", "document", "other"]
 ArtifactKind = Literal["image", "source", "code", "file", "tool_call"]
+# What must hold in a turn for a specialist to apply (the router never offers it otherwise):
+# `recent_image` an image attached to this message or the one before; `documents` the user has documents.
+Need = Literal["recent_image", "documents"]
 
 
 @dataclass(frozen=True)
@@ -149,8 +152,10 @@ class SpecialistSpec:
     uploads: UploadRule | None = None  # the kinds of uploaded file it reads, checked at upload
     # Removes what the specialist kept on disk for a chat that is deleted (its thread id).
     forget_chat: Callable[[Specialist, str], Awaitable[None]] | None = None
-    # Requests this specialist should take, for the router's cascade (specialists made at startup from
-    # settings carry them here; built-in ones keep theirs in `exemplars.txt` beside their code).
+    # What must hold in a turn for it to apply; the router does not offer it otherwise.
+    needs: tuple[Need, ...] = ()
+    # Example requests it should take, for the router's fast classifier, besides those in the file
+    # `exemplars.txt` of its package (a spec made at startup, e.g. from settings, carries them here).
     exemplars: tuple[str, ...] = ()
     # Its state for /readyz when it is built ("ready" when None): e.g. a remote server's reachability.
     state: Callable[[Specialist], str] | None = None

@@ -70,7 +70,7 @@ def decision_schema(names: Sequence[str], max_tasks: int) -> dict[str, Any]:
                         "specialist": {"type": "string", "enum": list(names)},
                         "request": {"type": "string", "maxLength": 300},
                     },
-                    "required": ["specialist", "request"],
+                    "required": ["specialist"],
                 },
             }
         },
@@ -91,7 +91,9 @@ def specialist_tools(specs: Sequence[SpecialistSpec]) -> list[dict[str, Any]]:
                     "properties": {
                         "request": {
                             "type": "string",
-                            "description": "A self-contained request for this specialist.",
+                            "description": "Empty: the user's message is forwarded as it is. Only when "
+                            "it must be rewritten for this specialist (it refers to earlier messages, or asks "
+                            "several things): the request, self-contained.",
                         }
                     },
                     "required": ["request"],

@@ -49,7 +49,15 @@ from agents.supervisor.prompts import (
     REPORT_TEMPLATE,
     SYNTHESIS_SYSTEM_PROMPT,
 )
-from agents.supervisor.state import RunContext, SupervisorState, Task, TaskOutcome, for_model
+from agents.supervisor.router import Cascade, Facts, FastStage, turn_facts
+from agents.supervisor.state import (
+    RunContext,
+    SupervisorState,
+    Task,
+    TaskOutcome,
+    attachment_names,
+    for_model,
+)
 from core.errors import EnsembleError, describe_server_error
 from core.models import ModelClient
 from core.settings import Settings
@@ -64,6 +72,8 @@ NO_SUPERVISOR = (
 
 # Recalls what the app knows about the user, as text for the answer prompt ("" for nothing).
 Recall = Callable[[RunContext, str], Awaitable[str]]
+# Whether the user has documents the documents specialist could search (asked once per turn).
+Scope = Callable[[RunContext], Awaitable[bool]]
 Write = Callable[[GraphEvent], None]
 
 
@@ -113,12 +123,18 @@ class SupervisorNodes:
         registry: Registry,
         supervisor: ModelClient | None,
         recall: Recall | None = None,
+        fast: FastStage | None = None,
+        documents_in_scope: Scope | None = None,
     ) -> None:
         self._settings = settings
         self._registry = registry
         self._supervisor = supervisor
         self._router = None if supervisor is None else Router(supervisor, settings)
         self._recall = recall
+        self._fast = fast
+        self._documents_in_scope = documents_in_scope
+        embedded = supervisor is not None and supervisor.endpoint.base_url == settings.local_llm.base_url
+        self._cascade = Cascade(settings, self._router, fast, embedded=embedded)
 
     def _history(self, state: SupervisorState) -> list[AnyMessage]:
         return for_model(list(state.get("messages", []))[-self._settings.history_messages :])
@@ -132,10 +148,26 @@ class SupervisorNodes:
             text = f"{what} sent a reply that Ensemble could not use ({type(exc).__name__}: {str(exc)[:120]})."
         return EnsembleError(text)
 
+    async def _facts(self, state: SupervisorState, context: RunContext) -> Facts:
+        """What is attached and what applies: an image in this message or the one before, the user's documents."""
+        # the deployment's specialists, then this user's own (connected MCP servers), for this run only
+        available = [entry.spec for entry in (*self._registry.available.values(), *context.connected)]
+        messages = list(state.get("messages", []))
+        users = [m for m in messages if isinstance(m, HumanMessage)][-2:]
+        recent = {name for message in users for name in attachment_names(message)}
+        images = {f.name for f in state.get("files", []) if f.kind == "image"}
+        recent_image = bool(recent & images) or any(f.kind == "image" for f in context.files)
+        wants_documents = any("documents" in spec.needs for spec in available)
+        documents = False
+        if wants_documents and self._documents_in_scope is not None:
+            documents = await self._documents_in_scope(context)
+        return turn_facts(available, new_files=context.files, recent_image=recent_image, documents=documents)
+
     async def route(
         self, state: SupervisorState, runtime: Runtime[RunContext]
     ) -> Command[Literal["specialists", "answer", "__end__"]]:
-        """Decide: a command, an unmistakable phrase, or the model; the tasks carry how they were chosen."""
+        """Decide: a command, an unmistakable phrase, then the cascade (facts, the fast classifier, the
+        model when unsure); the `Decided` event says which stage chose, how sure it was and how long it took."""
         write: Write = get_stream_writer()
         config = get_config()  # this node's: model calls made with it belong to the node's run
         started = time.perf_counter()
@@ -146,7 +178,7 @@ class SupervisorNodes:
         if command is not None:
             spec, argument = command
             available = self._registry.get(spec.name, connected) is not None
-            write(Decided((spec.name,) if available else (), "command", time.perf_counter() - started))
+            write(Decided((spec.name,) if available else (), "command", time.perf_counter() - started, 1.0))
             if available:
                 return Command(goto="specialists", update={"tasks": [Task(spec.name, argument, "command")]})
             off = AIMessage(content=NOTICE_UNAVAILABLE.format(title=spec.title, hint=spec.enable_hint))
@@ -154,38 +186,51 @@ class SupervisorNodes:
 
         direct = self._registry.routed_directly(text)[:1]
         if direct:
-            write(Decided((direct[0].name,), "phrase", time.perf_counter() - started))
+            write(Decided((direct[0].name,), "phrase", time.perf_counter() - started, 1.0))
             return Command(goto="specialists", update={"tasks": [Task(direct[0].name, text, "phrase")]})
 
         notices = [
             NOTICE_UNAVAILABLE.format(title=spec.title, hint=spec.enable_hint)
             for spec in self._registry.unavailable_asked_for(text)
         ]
-        if self._router is None:  # the notices, or why there is no other answer, are the answer
+        if self._router is None and self._fast is None:  # the notices, or why there is no other answer
             only = AIMessage(content="\n\n".join(notices) or NO_SUPERVISOR)
             return Command(goto="__end__", update=_answered(write, only))
         for notice in notices:
             write(Notice(notice))
 
-        memories = await self._recall(runtime.context, text) if self._recall is not None else ""
-        specs = [entry.spec for entry in (*self._registry.available.values(), *connected)]
-        if not specs:
-            return Command(goto="answer", update={"memories": memories})
-        asked = time.perf_counter()
-        answer = streaming(config, write, run_name="supervisor.route")
-        try:
-            decision = await self._router.decide(self._history(state), specs, text, memories, answer=answer)
-        except EnsembleError:
-            raise
-        except Exception as exc:
-            raise self._supervisor_error(exc) from exc
-        chosen = tuple(task.specialist for task in decision.tasks)
-        seconds = time.perf_counter() - asked
-        write(Decided(chosen, "model", seconds, attempts=decision.attempts, fell_back=decision.fell_back))
-        if decision.answer is not None and decision.answer.text.strip():
-            return Command(goto="__end__", update=_answered(write, decision.answer))
-        if decision.tasks:
-            return Command(goto="specialists", update={"tasks": list(decision.tasks)})
+        facts = await self._facts(state, runtime.context)
+        routed, _ = await self._cascade.quick(text, facts)
+        memories: str | None = None
+        if routed is None:
+            memories = await self._recall(runtime.context, text) if self._recall is not None else ""
+            answer = streaming(config, write, run_name="supervisor.route")
+            try:
+                routed = await self._cascade.by_model(self._history(state), facts, text, memories, answer=answer)
+            except EnsembleError:
+                raise
+            except Exception as exc:
+                raise self._supervisor_error(exc) from exc
+        write(
+            Decided(
+                routed.specialists,
+                routed.chosen_by,
+                routed.seconds,
+                routed.confidence,
+                attempts=routed.attempts,
+                fell_back=routed.fell_back,
+            )
+        )
+        if routed.answer is not None and routed.answer.text.strip():
+            return Command(goto="__end__", update=_answered(write, routed.answer))
+        if routed.tasks:  # without a supervisor to combine reports, one specialist answers
+            tasks = list(routed.tasks) if self._supervisor is not None else list(routed.tasks)[:1]
+            return Command(goto="specialists", update={"tasks": tasks})
+        if self._supervisor is None:  # nobody to answer directly
+            only = AIMessage(content="\n\n".join(notices) or NO_SUPERVISOR)
+            return Command(goto="__end__", update=_answered(write, only))
+        if memories is None:
+            memories = await self._recall(runtime.context, text) if self._recall is not None else ""
         return Command(goto="answer", update={"memories": memories})
 
     async def specialists(
@@ -273,9 +318,18 @@ def build_graph(
     supervisor: ModelClient | None,
     checkpointer: BaseCheckpointSaver[Any] | None,
     recall: Recall | None = None,
+    fast: FastStage | None = None,
+    documents_in_scope: Scope | None = None,
 ) -> CompiledStateGraph[Any, Any, Any, Any]:
     """Compile the supervisor graph (once, at startup)."""
-    nodes = SupervisorNodes(settings=settings, registry=registry, supervisor=supervisor, recall=recall)
+    nodes = SupervisorNodes(
+        settings=settings,
+        registry=registry,
+        supervisor=supervisor,
+        recall=recall,
+        fast=fast,
+        documents_in_scope=documents_in_scope,
+    )
     graph = StateGraph(SupervisorState, context_schema=RunContext)
     graph.add_node("route", nodes.route)
     graph.add_node("specialists", nodes.specialists)

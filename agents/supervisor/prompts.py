@@ -11,9 +11,12 @@ Rules:
 general knowledge and follow-up talk.
 - You may hand off to several specialists when the request has several distinct parts \
 (at most {max_tasks}).
-- For each hand-off, write a self-contained request for that specialist (it cannot see the chat)."""
+- The user's message is forwarded to each specialist as it is. Give a specialist a `request` of its own \
+only when it needs one: the message refers to earlier messages (the specialist cannot see the chat), or \
+it asks several specialists for different things."""
 
-ROUTER_JSON_INSTRUCTIONS = """Reply with JSON only: {"tasks": [{"specialist": "<name>", "request": "<request>"}]}.
+ROUTER_JSON_INSTRUCTIONS = """Reply with JSON only: {"tasks": [{"specialist": "<name>", "request": ""}]}. \
+Leave "request" empty ("") unless the specialist needs the request rewritten.
 Use an empty list, {"tasks": []}, when you answer yourself."""
 
 ROUTER_TOOLS_INSTRUCTIONS = """To hand off, call the tool of that specialist. To answer yourself, just answer."""

@@ -14,8 +14,9 @@ from agents.specialists.base import FileRef
 from agents.specialists.registry import Entry
 from agents.supervisor.prompts import ATTACHED_NOTE
 
-# How the specialists of a turn were chosen: a slash command, an unmistakable phrase, or the model.
-ChosenBy = Literal["command", "phrase", "model"]
+# How the specialists of a turn were chosen: a slash command, an unmistakable phrase, the facts of the turn
+# (what is attached, what is available), the fast classifier, or the supervisor model.
+ChosenBy = Literal["command", "phrase", "facts", "fast", "model"]
 
 ATTACHMENTS = "attachments"  # the message's `additional_kwargs` key: names of the files sent with it
 

@@ -65,7 +65,8 @@ async def test_local_model_decisions_are_all_schema_valid(
     assert meta["base_url"] == local_llm.base_url
     result = report["variants"]["default"]
     summary = result["summary"]
-    assert set(summary) == {"overall", "by_category", "by_specialist", "confusion"}
+    assert set(summary) == {"overall", "by_category", "by_specialist", "confusion", "by_tag", "router"}
+    assert summary["router"] is None, "the model's decision alone: no cascade stages"
     assert set(summary["by_category"]) == {item.category for item in items}
     assert set(summary["overall"]) >= METRICS
     assert set(summary["confusion"]) == {"answer", *names}

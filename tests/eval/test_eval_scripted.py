@@ -225,3 +225,45 @@ async def test_scripted_cli_renders_a_saved_report(
     assert eval_main(["--render", str(tmp_path / "saved.json"), "--chart", str(chart)]) == 0
     assert chart.read_bytes()[:4] == b"\x89PNG"
     assert "variant default" in capsys.readouterr().out
+
+
+async def test_scripted_router_modes_side_by_side(tmp_path: Path) -> None:
+    """Each router mode on the same items: which stage decided, model calls, the fast stage's time."""
+    from agents.eval.dataset import ROUTER_DATASET
+    from agents.supervisor.classifier import RecentVectors
+    from agents.supervisor.router import FastStage
+    from core.local_embeddings import LocalEmbedder
+    from core.settings import RouterSettings
+
+    by_id = {item.id: item for item in load_dataset(ROUTER_DATASET)}
+    items = [by_id["answer-05"], by_id["code-01"], by_id["vision-01"], by_id["image-01"]]
+    base = Settings(data_dir=tmp_path, _env_file=None, router=RouterSettings(threshold=0.0))  # type: ignore[call-arg]
+    model = ScriptedChatModel(script=[json_reply(item) for item in items])
+    specs, _ = offered_specs()
+    embedder = await LocalEmbedder.load()
+    fast = FastStage(RecentVectors(embedder), specs, base, tmp_path).start()
+    try:
+        report = await evaluate(
+            scripted_client(model), base, items, [Variant("default")], specs,
+            modes=["facts", "fast", "model", "cascade"], fast=fast,
+        )
+    finally:
+        await fast.aclose()
+        await embedder.aclose()
+
+    variants = report["variants"]
+    assert list(variants) == ["facts", "fast", "model", "cascade"]
+    stages = {name: v["summary"]["router"] for name, v in variants.items()}
+    assert stages["facts"]["decided_by"]["facts"]["n"] == len(items) and stages["facts"]["model_calls"] == 0
+    assert stages["fast"]["decided_by"]["fast"]["n"] == len(items) and stages["fast"]["model_calls"] == 0
+    assert stages["fast"]["fast_p50_ms"] is not None and stages["fast"]["fast_cpu_p50_ms"] is not None
+    assert stages["model"]["decided_by"]["model"]["n"] == len(items) and stages["model"]["model_calls"] == len(items)
+    assert len(model.calls) == len(items), "only the model mode asked the model (threshold 0: cascade never)"
+    assert variants["model"]["summary"]["overall"]["accuracy"] == 1.0, "the scripted model is right"
+    # facts alone: the image attached to vision-01 makes vision; the rest are answered directly
+    facts_items = {o["id"]: o for o in variants["facts"]["items"]}
+    assert facts_items["vision-01"]["chosen"] == ["vision"] and facts_items["code-01"]["chosen"] == []
+    assert variants["fast"]["summary"]["overall"]["accuracy"] == 1.0
+    assert "router modes side by side" in render(report)
+    write_chart(report, tmp_path / "modes.png")
+    assert (tmp_path / "modes.png").read_bytes()[:4] == b"\x89PNG"

@@ -29,7 +29,7 @@ from agents.supervisor.events import (
     TurnFinished,
 )
 from core.models import ModelClients
-from core.settings import Settings, StructuredOutput
+from core.settings import RouterSettings, Settings, StructuredOutput
 from tests.support.poet import POET
 from tests.support.poet import SPEC as POET_SPEC
 from tests.support.scripted import ScriptedChatModel, scripted_client, tool_call
@@ -74,6 +74,9 @@ async def start(
     mode: StructuredOutput = "json_object",
     **overrides: Any,
 ) -> Ensemble:
+    # These tests are about the model's decision and the graph around it: the router asks the model
+    # (mode `model`) unless a test says otherwise; the cascade's own tests are in test_router.py.
+    overrides.setdefault("router", RouterSettings(mode="model"))
     settings = Settings(data_dir=tmp_path, _env_file=None, **overrides)  # type: ignore[call-arg]
     models = ModelClients({} if llm is None else {"supervisor": scripted_client(llm, mode)})
     return await Ensemble.start(settings, models=models, specs=specs, with_documents=False, with_memory=False)
@@ -394,6 +397,7 @@ async def test_scripted_a_specialist_defined_in_a_test_is_offered_run_and_shown(
     """A new specialist is its own code plus a place in the list of specs: no setting or client to add elsewhere."""
     monkeypatch.setenv("ENSEMBLE_POET__BASE_URL", "http://poet.invalid/v1")
     monkeypatch.setenv("ENSEMBLE_POET__MODEL", "verse-7b")
+    monkeypatch.setenv("ENSEMBLE_ROUTER__MODE", "model")  # the model is offered it (the cascade: test_router.py)
     settings = Settings(data_dir=tmp_path, _env_file=None)  # type: ignore[call-arg]
     specs = [*all_specs(), POET_SPEC]
     # its model client is built from the role it names, configured like any other

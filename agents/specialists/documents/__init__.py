@@ -20,5 +20,6 @@ SPEC = SpecialistSpec(
     ),
     build=build,
     model_role=MODEL,
+    needs=("documents",),
     command="/docs",
 )

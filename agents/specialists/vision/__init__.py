@@ -20,6 +20,7 @@ SPEC = SpecialistSpec(
     ),
     build=build,
     model_role=MODEL,
+    needs=("recent_image",),
     command="/vision",
     uploads=UploadRule(kinds=("image",), check=check_upload, unread=UNREAD_IMAGE),
 )
