@@ -25,8 +25,7 @@ from chainlit.data.storage_clients.base import BaseStorageClient
 from chainlit.user import PersistedUser
 from sqlalchemy import event, text
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from core.outbound import OutboundRefused, vet_url
 
@@ -247,8 +246,8 @@ class EnsembleDataLayer(SQLAlchemyDataLayer):
         on_delete_thread: Callable[[str, str], Awaitable[None]] | None = None,
     ) -> None:
         super().__init__(conninfo=conninfo, storage_provider=storage)
-        self.engine = history_engine(conninfo)  # Chainlit's engine has not connected yet: nothing to close
-        self.async_session = sessionmaker(bind=self.engine, expire_on_commit=False, class_=AsyncSession)
+        # Chainlit's own engine has not connected yet (nothing to close); its ORM sessions are not used.
+        self.engine = history_engine(conninfo)
         self._sqlite = conninfo.startswith("sqlite")
         self._on_delete_thread = on_delete_thread
         self._known_threads: OrderedDict[str, None] = OrderedDict()
