@@ -77,13 +77,17 @@ _TYPES = {
 }
 _ARRAY_COLUMNS = {"tags", "thread_tags", "step_tags"}
 KNOWN_THREADS = 10_000  # chats this process has seen stored, remembered to skip re-checking them per step
+# Connections kept open: SQLAlchemy's default (5 + 10 overflow) closes every connection beyond 5 after
+# one use, and 50 concurrent turns then opened a new one (an aiosqlite thread) for most writes.
+HISTORY_POOL_SIZE = 20
 
 
 def history_engine(url: str) -> AsyncEngine:
     """The chat history's engine: SQLite without an fsync per commit (WAL; a crash of the app loses
-    nothing, a power cut at most the last steps), and no rollback when a connection goes back to the
-    pool (every use of it ends its own transaction: `EnsembleDataLayer.execute_sql`)."""
-    engine = create_async_engine(url, pool_reset_on_return=None)
+    nothing, a power cut at most the last steps), no rollback when a connection goes back to the pool
+    (every use of it ends its own transaction: `EnsembleDataLayer.execute_sql`), and a pool that keeps
+    as many connections as concurrent turns write at once."""
+    engine = create_async_engine(url, pool_reset_on_return=None, pool_size=HISTORY_POOL_SIZE, max_overflow=10)
     if url.startswith("sqlite"):
 
         @event.listens_for(engine.sync_engine, "connect")
