@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import Any
 
 import httpx
 from langchain_core.language_models import LanguageModelInput
 from langchain_openai import ChatOpenAI
-from openai import AsyncStream
-from pydantic import SecretStr, model_validator
+from pydantic import SecretStr
 
 from core.local_llm import LocalLLMServer
 from core.resilience import CircuitBreaker
@@ -48,40 +47,8 @@ def past_the_sdk_transform(payload: dict[str, Any]) -> dict[str, Any]:
     return {**payload, **{key: [] for key in moved}, "extra_body": {**moved, **(payload.get("extra_body") or {})}}
 
 
-class RawJsonCompletions:
-    """The SDK's `chat.completions`, except that a streamed `create` yields each chunk as the JSON object
-    the server sent.
-
-    LangChain reads chunks as dicts and turns the SDK's pydantic chunk back into one (`model_dump`);
-    the SDK builds that model first (`construct_type`): ~0.1 ms a chunk each way, most of the SDK's
-    per-token cost in a turn's profile (issue 19). The request is the SDK's own (`with_raw_response`:
-    the same bytes, retries and errors); only its event stream is read as plain JSON, by the SDK's
-    own SSE decoder. Everything else is the SDK resource itself.
-    """
-
-    def __init__(self, completions: Any, client: Any) -> None:
-        self._completions = completions
-        self._client = client
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._completions, name)
-
-    async def create(self, **kwargs: Any) -> Any:
-        if kwargs.get("stream") is not True:
-            return await self._completions.create(**kwargs)
-        raw = await self._completions.with_raw_response.create(**kwargs)
-        return AsyncStream(cast_to=object, response=raw.http_response, client=self._client)
-
-
 class OpenAICompatibleChat(ChatOpenAI):
-    """`ChatOpenAI` whose requests skip the SDK's client-side walk of already wire-shaped fields, and whose
-    streamed chunks reach LangChain as the server's JSON (`RawJsonCompletions`)."""
-
-    @model_validator(mode="after")
-    def _stream_raw_json(self) -> Self:
-        if self.root_async_client is not None and not isinstance(self.async_client, RawJsonCompletions):
-            self.async_client = RawJsonCompletions(self.async_client, self.root_async_client)
-        return self
+    """`ChatOpenAI` whose requests skip the SDK's client-side walk of already wire-shaped fields."""
 
     def _get_request_payload(
         self, input_: LanguageModelInput, *, stop: list[str] | None = None, **kwargs: Any
