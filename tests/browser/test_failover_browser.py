@@ -197,13 +197,21 @@ def test_chat_resumes_on_the_other_replica_after_one_dies(
         page.screenshot(path=str(artifacts_dir / "browser-failover.png"))
         page.context.close()
 
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:  # Playwright's sync API holds this thread's loop
-            reading = checkpointed_questions(database, thread_id, tmp_path / "reader")
-            questions = pool.submit(asyncio.run, reading).result(timeout=60)
-        assert questions == [
+        wanted = [
             "/code Write a Python function named triple that multiplies by three.",
             "/code Now write a function named quadruple.",
-        ], "the agent's own history of the chat (LangGraph thread) holds both turns, in order"
+        ]
+        questions: list[str] = []
+        deadline = time.monotonic() + 30
+        while questions != wanted and time.monotonic() < deadline:
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:  # Playwright's sync API holds this thread's loop
+                reading = checkpointed_questions(database, thread_id, tmp_path / "reader")
+                questions = pool.submit(asyncio.run, reading).result(timeout=60)
+            time.sleep(0.0 if questions == wanted else 1.0)
+        assert questions == wanted, (
+            f"the agent's own history of chat {thread_id} (LangGraph thread, read from PostgreSQL) holds both "
+            f"turns, in order; it holds {questions}"
+        )
     finally:
         if balancer is not None:
             balancer.terminate()
