@@ -11,9 +11,11 @@ bytes; frames/text = the same with the socket.io frames as sent, uncompressed (w
 offers no compression receives). Loopback only; every loop is bounded by turns and timeouts.
 
 Run: `.venv/bin/python -m benchmarks.chainlit_load` (`--rounds 3 --turns 10 --sessions 1 10 50`;
-`--tokens 100 --token-delay 0.005` for the fast-token case; `--no-compress` for clients that offer no
+`--tokens 100 --token-delay 0.005` for the fast-token case; `--sessions 200 --pace 10 --turns 6` for 200
+people each sending a turn every 10 s; `--no-compress` for clients that offer no
 websocket compression; `--systems ... patched --patched-app PATH`
-to measure a patched copy of the app beside the real one).
+to measure a patched copy of the app beside the real one; `--patched-root DIR` to run it from another checkout,
+e.g. `git worktree add /tmp/base <commit>`, for an A/B of a change in one time window).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import statistics
 import tempfile
@@ -79,12 +82,13 @@ def ensemble_env(fixture_url: str, data_dir: Path) -> dict[str, str]:
 
 @contextlib.asynccontextmanager
 async def chainlit_server(
-    app: Path, env: dict[str, str], ready_path: str, log: Path
+    app: Path, env: dict[str, str], ready_path: str, log: Path, root: Path | None = None
 ) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
-    """`chainlit run app --headless` from the repo root (Ensemble's .chainlit config); yields its URL."""
+    """`chainlit run app --headless` from the repo root (Ensemble's .chainlit config), or from `root` (another
+    checkout, whose code it then imports); yields its URL."""
     port = free_port()
     args = [PYTHON, "-m", "chainlit", "run", str(app), "--headless", "--host", "127.0.0.1", "--port", str(port)]
-    async with child(args, env=env, log=log) as proc:
+    async with child(args, env=env, log=log, cwd=root) as proc:
         url = f"http://127.0.0.1:{port}"
         await wait_http(url + ready_path, 120, proc)
         yield url, proc
@@ -136,6 +140,51 @@ async def chainlit_phase(
     return [r for per in results for r in per]
 
 
+async def paced_phase(
+    url: str, sessions: int, turns: int, pace: float, tag: str, system: str, compress: bool = True
+) -> tuple[list[tuple[int, TurnResult]], dict[str, int]]:
+    """`sessions` clients each send a turn every `pace` seconds (as people type), phases spread evenly.
+
+    Nothing raises mid-run: a turn with no `task_end` within 60 s (or a failed one) counts as lost, an
+    answer carrying another session's tag as crossed. Returns the turns that completed and the counts.
+    """
+    clients = [ChainlitSession(url, login_for(system, i, tag), compress=compress) for i in range(sessions)]
+    connecting = asyncio.Semaphore(20)  # people arrive over a few seconds, not in one instant
+
+    async def connect(client: ChainlitSession) -> None:
+        async with connecting:
+            await client.connect()
+
+    await asyncio.gather(*(connect(c) for c in clients))
+    counts = {"sent": 0, "lost": 0, "crossed": 0}
+    begin = time.perf_counter() + 0.5
+
+    async def run(index: int, client: ChainlitSession) -> list[tuple[int, TurnResult]]:
+        out = []
+        for t in range(turns):
+            due = begin + pace * (t + index / sessions)  # absolute schedule: a slow turn does not delay others
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            marker = f"{tag}-s{index}-t{t}"
+            counts["sent"] += 1
+            try:
+                result = await client.turn(PROMPT.format(tag=marker))
+            except (TimeoutError, OSError, RuntimeError):
+                counts["lost"] += 1
+                continue
+            if f"[echo:{marker}]" not in result.text:
+                counts["lost"] += 1
+                counts["crossed"] += "[echo:" in result.text
+                continue
+            out.append((t, result))
+        return out
+
+    try:
+        results = await asyncio.gather(*(run(i, c) for i, c in enumerate(clients)))
+    finally:
+        await asyncio.gather(*(c.close() for c in clients), return_exceptions=True)
+    return [r for per in results for r in per], counts
+
+
 async def floor_phase(fixture_url: str, sessions: int, turns: int, tag: str) -> list[tuple[int, TurnResult]]:
     """A client straight to the fixture (streaming chat completions over HTTP): the floor."""
     limits = httpx.Limits(max_connections=sessions + 5, max_keepalive_connections=sessions + 5)
@@ -167,6 +216,14 @@ async def floor_phase(fixture_url: str, sessions: int, turns: int, tag: str) -> 
 def cpu_seconds(pid: int) -> float:
     times = psutil.Process(pid).cpu_times()
     return float(times.user + times.system)
+
+
+def main_thread_cpu_seconds(pid: int) -> float:
+    """CPU of the server's main thread (its event loop); the rest is worker threads (aiosqlite, gRPC...)."""
+    for thread in psutil.Process(pid).threads():
+        if thread.id == pid:
+            return float(thread.user_time + thread.system_time)
+    return 0.0
 
 
 def phase_stats(results: list[tuple[int, TurnResult]], ttft: float, stream_time: float) -> dict[str, Any]:
@@ -212,12 +269,13 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                         Path(args.ensemble_app), ensemble_env(fixture_url, Path(tmp)), "/readyz",
                         logs / "ensemble.log"))
                 if "patched" in args.systems:
+                    root = Path(args.patched_root) if args.patched_root else None
                     servers["patched"] = await stack.enter_async_context(chainlit_server(
-                        Path(args.patched_app or REPO / "chainlit_app" / "app.py"),
+                        Path(args.patched_app or (root or REPO) / "chainlit_app" / "app.py"),
                         {**ensemble_env(fixture_url, Path(tmp) / "patched"),
                          **dict(e.split("=", 1) for e in args.patched_env)},
                         "/readyz",
-                        logs / "patched.log"))
+                        logs / "patched.log", root))
                 if args.wait_quiet:
                     wait_for_quiet(1.5, args.wait_quiet)
                 for round_ in range(1, args.rounds + 1):
@@ -226,7 +284,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                             await fixture_reset(fixture_url, http)
                             tag = f"{system}-r{round_}-n{sessions}"
                             rss_before = None
-                            cpu_before = 0.0
+                            cpu_before = loop_cpu_before = 0.0
+                            counts: dict[str, int] = {}
                             started = time.perf_counter()
                             if system == "floor":
                                 results = await floor_phase(fixture_url, sessions, args.turns, tag)
@@ -234,28 +293,49 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                                 url, proc = servers[system]
                                 rss_before = psutil.Process(proc.pid).memory_info().rss
                                 cpu_before = cpu_seconds(proc.pid)
+                                loop_cpu_before = main_thread_cpu_seconds(proc.pid)
                                 async with profiled(args.py_spy and round_ == args.rounds, proc.pid,
                                                     RESULTS / f"py-spy-{system}-{sessions}.txt"):
-                                    results = await chainlit_phase(url, sessions, args.turns, tag, system,
-                                                                   compress=not args.no_compress)
+                                    if args.pace:
+                                        results, counts = await paced_phase(
+                                            url, sessions, args.turns, args.pace, tag, system,
+                                            compress=not args.no_compress)
+                                    else:
+                                        results = await chainlit_phase(url, sessions, args.turns, tag, system,
+                                                                       compress=not args.no_compress)
                             seconds = time.perf_counter() - started
                             calls = (await fixture_stats(fixture_url, http))["calls"]
                             stats = phase_stats(results, args.ttft, stream_time)
                             stats.update(system=system, sessions=sessions, round=round_, seconds=seconds,
-                                         model_calls_per_turn=calls / max(1, len(results)))
+                                         model_calls_per_turn=calls / max(1, len(results)),
+                                         loadavg_after=os.getloadavg())
+                            if counts:
+                                turn_seconds = [r.total * 1000 for _, r in results]
+                                stats.update(pace_seconds=args.pace, turns_sent=counts["sent"],
+                                             turns_lost=counts["lost"], turns_crossed=counts["crossed"],
+                                             turn_ms_p50=percentile(turn_seconds, 50),
+                                             turn_ms_p99=percentile(turn_seconds, 99))
                             if rss_before is not None:
                                 _, proc = servers[system]
                                 stats["rss_before_mb"] = rss_before / 2**20
                                 stats["rss_after_mb"] = psutil.Process(proc.pid).memory_info().rss / 2**20
                                 stats["server_cpu_ms_per_turn"] = (cpu_seconds(proc.pid) - cpu_before) * 1000 / len(
                                     results)
+                                stats["loop_cpu_ms_per_turn"] = (
+                                    main_thread_cpu_seconds(proc.pid) - loop_cpu_before) * 1000 / len(results)
                             phases.append(stats)
                             print(f"round {round_} {system:8} {sessions:3} sessions: added TTFT p50 "
                                   f"{stats['added_ttft_p50']:.1f} p99 {stats['added_ttft_p99']:.1f} ms, last-token lag "
                                   f"p50 {stats['last_token_lag_p50']:.1f} ms, wire/text "
                                   f"{stats['wire_over_text'] or 0:.1f} (frames "
                                   f"{stats['frames_over_text'] or 0:.1f}), server CPU/turn "
-                                  f"{stats.get('server_cpu_ms_per_turn', 0):.1f} ms", flush=True)
+                                  f"{stats.get('server_cpu_ms_per_turn', 0):.1f} ms (event loop "
+                                  f"{stats.get('loop_cpu_ms_per_turn', 0):.1f}); load "
+                                  f"{os.getloadavg()[0]:.1f}", flush=True)
+                            if counts:
+                                print(f"  paced 1 turn / {args.pace:g} s: {counts['sent']} sent, {counts['lost']} "
+                                      f"lost, {counts['crossed']} crossed; turn p50 {stats['turn_ms_p50']:.0f} "
+                                      f"p99 {stats['turn_ms_p99']:.0f} ms", flush=True)
     return {"config": vars(args), "phases": phases, "summary": summarise(phases)}
 
 
@@ -263,7 +343,8 @@ def summarise(phases: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Median over rounds of each figure, per system and number of sessions."""
     keys = ("added_ttft_p50", "added_ttft_p99", "first_turn_p50", "later_turns_p50", "last_token_lag_p50",
             "last_token_lag_p99", "wire_over_text", "frames_over_text", "wire_bytes_per_turn", "text_bytes_per_turn",
-            "model_calls_per_turn", "server_cpu_ms_per_turn")
+            "model_calls_per_turn", "server_cpu_ms_per_turn", "loop_cpu_ms_per_turn", "turns_lost", "turns_crossed",
+            "turn_ms_p99")
     out = []
     for system in dict.fromkeys(p["system"] for p in phases):
         for sessions in dict.fromkeys(p["sessions"] for p in phases):
@@ -286,9 +367,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--token-delay", type=float, default=0.02)
     parser.add_argument("--ensemble-app", default=str(REPO / "chainlit_app" / "app.py"))
     parser.add_argument("--patched-app", help="system 'patched': a patched copy of chainlit_app/app.py")
+    parser.add_argument("--patched-root", help="system 'patched': run it from this checkout (e.g. a git worktree "
+                        "of the commit before a change), so that it imports that checkout's code")
     parser.add_argument("--patched-env", nargs="*", default=[], metavar="KEY=VALUE",
                         help="system 'patched': extra environment (e.g. ENSEMBLE_MEMORY__ENABLED=false)")
     parser.add_argument("--wait-quiet", type=float, default=0, help="wait up to this many seconds for load <= 1.5")
+    parser.add_argument("--pace", type=float, default=0,
+                        help="each session sends a turn every PACE s (phases spread) instead of back to back; "
+                             "lost and crossed turns are counted, not raised")
     parser.add_argument("--no-compress", action="store_true", help="clients offer no websocket compression")
     parser.add_argument("--py-spy", action="store_true", help="profile the servers in the last round")
     parser.add_argument("--name", default="chainlit_load")

@@ -124,9 +124,9 @@ async def wait_http(url: str, limit: float, proc: asyncio.subprocess.Process | N
 
 @contextlib.asynccontextmanager
 async def child(
-    args: Sequence[str], *, env: dict[str, str] | None = None, log: Path | None = None
+    args: Sequence[str], *, env: dict[str, str] | None = None, log: Path | None = None, cwd: Path | None = None
 ) -> AsyncIterator[asyncio.subprocess.Process]:
-    """A child process (a server) that is terminated, then killed, on exit."""
+    """A child process (a server) that is terminated, then killed, on exit; run in `cwd` (default: the repo)."""
     out: Any = subprocess.DEVNULL
     handle = None
     if log is not None:
@@ -134,7 +134,7 @@ async def child(
         handle = log.open("wb")
         out = handle
     proc = await asyncio.create_subprocess_exec(
-        *args, cwd=str(REPO), env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT
+        *args, cwd=str(cwd or REPO), env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT
     )
     try:
         yield proc

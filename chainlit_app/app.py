@@ -57,6 +57,7 @@ from chainlit_app.streaming import TokenBatcher
 from core.databases import history_url
 from core.limits import ConcurrencyCap, Limits
 from core.settings import Settings
+from core.setup_lock import schema_setup_lock
 from rag.types import IngestProgress
 
 log = logging.getLogger("chainlit_app.app")  # chainlit runs this file by path, so __name__ is a path
@@ -120,15 +121,19 @@ async def startup() -> None:
             (("/healthz", healthz), ("/readyz", readyz), ("/metrics", metrics))]
     ours += [file_route(lambda: getattr(http_app.state, "storage", None)), *guards.routes(limits)]
     http_app.router.routes[0:0] = ours
-    running = await Ensemble.start(settings)
-    http_app.state.ensemble = running
-    http_app.state.metrics = TurnMetrics(circuit_states=running.model_health)
-    if settings.auth.mode != "none" or get_configured_oauth_providers():
-        users = await UserStore.from_settings(settings)
-        http_app.state.users = users
+    # Replicas starting together on one new PostgreSQL database set up its schemas one at a time.
+    async with schema_setup_lock(settings):
+        running = await Ensemble.start(settings)
+        http_app.state.ensemble = running
+        http_app.state.metrics = TurnMetrics(circuit_states=running.model_health)
+        signing_in = settings.auth.mode != "none" or bool(get_configured_oauth_providers())
+        if signing_in:
+            users = await UserStore.from_settings(settings)
+            http_app.state.users = users
+            await ensure_schema(history_url(settings))
+    if signing_in:
         auth.register(settings.auth, users)
         url = history_url(settings)
-        await ensure_schema(url)
         storage = LocalStorageClient(settings.data_dir / "files")
         layer = EnsembleDataLayer(url, storage, on_delete_thread=forget_chat)
         if moved := await layer.adopt_unowned_files(storage):

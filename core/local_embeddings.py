@@ -5,8 +5,8 @@ a subprocess builds a fused ONNX graph from those weights and makes it int8 (`co
 anywhere: mean cosine 0.99 to the PyTorch model's vectors, ~2.4x its speed on 2 cores) into
 `model_cache`. Where that cache cannot be written, the graph is built into a temporary directory instead.
 
-`LocalEmbedder` knows its name and dimension at once and loads in the background, so that startup
-and readiness never wait for it; the first `embed` does.
+`LocalEmbedder` knows its name and dimension at once and loads the model on first use, so that
+startup and readiness never wait for it and a process that never embeds never holds it (~110 MB).
 
     python -m core.local_embeddings [CACHE_DIR]    # convert now, unless done (scripts/dev install does)
 """
@@ -201,15 +201,24 @@ class LocalEmbedder:
         return await cls(cache, threads=threads, batch_size=batch_size).ready()
 
     def start(self) -> LocalEmbedder:
-        """Begin loading in the background (idempotent); `embed` waits for it."""
+        """Check that the model is installed (a clear error now if not); it loads on first use.
+
+        Not at startup: ONNX Runtime and the model hold ~110 MB, which a process that never embeds
+        (no uploads, no memories to compare) does not need. The first `embed` waits for the load
+        (about a second); `ready()` loads it ahead.
+        """
         if self._loading is None:
-            bundled_model_dir()  # fail now, with a clear message, when the model is not installed
+            bundled_model_dir()
             preload_shared_bases()
+        return self
+
+    def _load(self) -> asyncio.Task[Encoder]:
+        if self._loading is None:
             self._loading = asyncio.create_task(
                 load_encoder(self._cache, threads=self._threads),
                 name="local-embedder-load",
             )
-        return self
+        return self._loading
 
     async def ready(self) -> LocalEmbedder:
         """Wait until the model is loaded."""
@@ -218,8 +227,7 @@ class LocalEmbedder:
 
     async def _encoder(self) -> Encoder:
         self.start()
-        assert self._loading is not None
-        return await asyncio.shield(self._loading)
+        return await asyncio.shield(self._load())
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts:

@@ -6,10 +6,12 @@ from typing import Any, get_args, get_origin
 from urllib.parse import urlparse
 
 import pytest
+import yaml
 from pydantic import BaseModel
 
 from agents.specialists.registry import all_specs
 from core.settings import AuthSettings, ChatEndpoint, Settings
+from tests.conftest import REPO
 from tests.deploy.conftest import ENVS, Rendered
 
 SECRET_NAME_HINTS = ("API_KEY", "DATABASE_URL", "AUTH_SECRET", "PASSWORD", "TOKEN")
@@ -22,6 +24,18 @@ def app(request: pytest.FixtureRequest, renders: dict[tuple[str, str], Rendered]
 
 def _container(app: Rendered) -> dict[str, Any]:
     return app.one("Deployment")["spec"]["template"]["spec"]["containers"][0]
+
+
+def test_hpa_scales_out_at_the_measured_users_per_replica(app: Rendered) -> None:
+    """The CPU target is one replica's worth of users: usersPerReplica x CPU per active user (both measured by
+    `benchmarks.chainlit_load --pace 10`, docs/benchmarks.md)."""
+    values = yaml.safe_load((REPO / "deploy" / "charts" / "ensemble" / "values.yaml").read_text())["autoscaling"]
+    hpa = app.of_kind("HorizontalPodAutoscaler")
+    if not hpa:
+        pytest.skip("autoscaling is off in this environment")
+    cpu = next(m["resource"] for m in hpa[0]["spec"]["metrics"] if m["resource"]["name"] == "cpu")
+    wanted = values["usersPerReplica"] * values["cpuMillicoresPerUser"]
+    assert cpu["target"] == {"type": "AverageValue", "averageValue": f"{wanted}m"}
 
 
 def test_at_least_two_replicas_always(app: Rendered) -> None:
