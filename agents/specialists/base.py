@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # the services' types only: their packages load when startup 
     from memory.service import MemoryService
     from rag.service import DocumentService
 
-FileKind = Literal["image", "document", "other"]
+FileKind = Literal["image", "document", "table", "other"]
 ArtifactKind = Literal["image", "source", "code", "file"]
 
 
@@ -122,6 +122,8 @@ class UploadRule:
     kinds: tuple[FileKind, ...]
     check: Callable[[FileRef, Settings], FileRef]
     unread: str
+    # When the specialist is off, such files are read as documents instead (a table's text still helps).
+    otherwise_documents: bool = False
 
 
 @dataclass(frozen=True)

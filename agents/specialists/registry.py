@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from agents.specialists.base import FileKind, Services, Specialist, SpecialistSpec
 from agents.specialists.code import SPEC as CODE
+from agents.specialists.data import SPEC as DATA
 from agents.specialists.documents import SPEC as DOCUMENTS
 from agents.specialists.image import SPEC as IMAGE
 from agents.specialists.memory import SPEC as MEMORY
@@ -21,7 +22,7 @@ from core.models import SUPERVISOR, ModelRole
 
 def all_specs() -> tuple[SpecialistSpec, ...]:
     """Every specialist Ensemble knows, configured or not."""
-    return (CODE, SEARCH, VISION, IMAGE, DOCUMENTS, MEMORY)
+    return (CODE, SEARCH, VISION, IMAGE, DOCUMENTS, DATA, MEMORY)
 
 
 def model_roles(specs: Iterable[SpecialistSpec]) -> tuple[ModelRole, ...]:
