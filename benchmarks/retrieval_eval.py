@@ -228,11 +228,12 @@ def make_corpus(folder: Path) -> list[Path]:
 # ------------------------------------------------------------------------------------------ run
 
 
-async def run(show_misses: bool) -> dict[str, Any]:
+async def run(show_misses: bool, chunk_size: int | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="retrieval-eval-") as tmp:
         folder = Path(tmp)
         corpus = make_corpus(folder)
-        settings = Settings(data_dir=folder / "data", rag=RagSettings(), _env_file=None)  # type: ignore[call-arg]
+        rag = RagSettings() if chunk_size is None else RagSettings(chunk_size=chunk_size)
+        settings = Settings(data_dir=folder / "data", rag=rag, _env_file=None)  # type: ignore[call-arg]
         service = await start(settings)
         try:
             started = time.perf_counter()
@@ -286,8 +287,9 @@ async def run(show_misses: bool) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--show-misses", action="store_true")
+    parser.add_argument("--chunk-size", type=int, help="passage size in characters (default: the setting's)")
     args = parser.parse_args()
-    results = asyncio.run(run(args.show_misses))
+    results = asyncio.run(run(args.show_misses, args.chunk_size))
     print(f"written: {write_results('retrieval_eval', results)}")
 
 

@@ -42,6 +42,7 @@ _LAST_WORD = re.compile(r"(\S+)[.]$")
 _DIGITS = re.compile(r"\d+")
 _SPACE = re.compile(r"\s+")
 _ROMAN_OR_NUMBER = re.compile(r"^(page\s+)?([ivxlc]+|\d+)(\s*(/|of)\s*\d+)?$", re.I)
+_PAGE_LABEL = re.compile(r"(^|\s)(-\s+)?page\s+\d+(\s*(/|of)\s*\d+)?(\s|$)", re.I)  # "report.pdf - page 2"
 
 
 @dataclass(frozen=True)
@@ -108,12 +109,14 @@ def _furniture_key(text: str) -> str:
     return _DIGITS.sub("#", _SPACE.sub(" ", text).strip().lower())
 
 
-def drop_furniture(elements: Sequence[RawElement], *, zone: int = 2, min_pages: int = 3) -> list[RawElement]:
+def drop_furniture(elements: Sequence[RawElement], *, zone: int = 2, min_pages: int = 2) -> list[RawElement]:
     """`elements` without running headers/footers and page numbers.
 
     Per page, the first and last `zone` elements are candidates; one whose text (digits ignored) is at
-    the top or bottom of at least `min_pages` pages and of a fifth of all pages is furniture. A bare page
-    number ("7", "Page 7 of 40", "vii") in those places is dropped on any page.
+    the top or bottom of at least `min_pages` pages and of a fifth of all pages is furniture (a heading
+    only when its very text recurs: "Chapter 3" on page 3 is no page number). A page
+    number or label ("7", "vii", "Page 7 of 40", "report.pdf - page 7") in those places is dropped on
+    any page, a one-page document's too.
     """
     by_page: dict[int, list[int]] = collections.defaultdict(list)
     for i, (_, _, page, _) in enumerate(elements):
@@ -130,7 +133,8 @@ def drop_furniture(elements: Sequence[RawElement], *, zone: int = 2, min_pages: 
             text = elements[i][1]
             if len(text) > 200:
                 continue
-            key = _furniture_key(text)
+            # a heading's digits count ("Chapter 3" on page 3 is no running header); others' do not
+            key = text.strip().lower() if elements[i][0] in HEADING else _furniture_key(text)
             edges[i] = key
             keys.add(key)
         seen.update(keys)
@@ -139,7 +143,10 @@ def drop_furniture(elements: Sequence[RawElement], *, zone: int = 2, min_pages: 
     out = []
     for i, element in enumerate(elements):
         key = edges.get(i)
-        if key is not None and (key in furniture or _ROMAN_OR_NUMBER.match(element[1].strip())):
+        text = element[1].strip()
+        if key is not None and (
+            key in furniture or _ROMAN_OR_NUMBER.match(text) or (len(text) <= 80 and _PAGE_LABEL.search(text))
+        ):
             continue
         out.append(element)
     return out
@@ -260,8 +267,9 @@ def chunk_elements(elements: Iterable[RawElement], options: ChunkOptions) -> tup
     for category, text, page, page_name in elements:
         if category in DROPPED or not text or not text.strip():
             continue
-        if page_name and page_name != sheet:  # a spreadsheet's sheet is a section of its own
+        if page_name and page_name != sheet:  # a spreadsheet's sheet is a passage of its own
             sheet = page_name
+            builder.flush(overlap=False)
             builder.heading(str(page_name), page)
         if category in HEADING:
             builder.heading(text, page)

@@ -455,15 +455,20 @@ class DocumentService:
         chat_key = None if chat_id is None else key_of(chat_id)
         vector = (await self.embedder.embed([self.settings.rag.query_prefix + query]))[0]
         named = await self._named_documents(query, owner, chat_id)
-        if len(named) >= 2:  # one retrieval per named document, interleaved by rank
-            per_document = max(2, -(-k // len(named)))
+        where = scope_filter(owner_key, chat_key=chat_key)
+        if named:  # one retrieval per named document, interleaved by rank; the rest of the top from all
+            per_document = k if len(named) == 1 else max(2, -(-k // len(named)))
             lists = [
                 await self._retrieve(scope_filter(owner_key, chat_key=chat_key, doc_id=doc_id), query, vector,
                                      per_document, mode)
                 for doc_id in named[:k]
             ]
-            return _interleave(lists, k)
-        where = scope_filter(owner_key, chat_key=chat_key)
+            hits = _interleave(lists, k)
+            if len(hits) < k:
+                seen = {(h.doc_id, h.chunk_index) for h in hits}
+                more = await self._retrieve(where, query, vector, k * 2, mode)
+                hits += [h for h in more if (h.doc_id, h.chunk_index) not in seen][: k - len(hits)]
+            return hits
         if not named and SEVERAL_DOCUMENTS.search(query):  # "compare", "both", ...: one passage per document first
             return _diversified(await self._retrieve(where, query, vector, max(k * 4, 20), mode), k)
         return (await self._retrieve(where, query, vector, k, mode))[:k]

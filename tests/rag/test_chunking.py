@@ -14,9 +14,9 @@ WORDS = ("harbour", "ledger", "lantern", "orchard", "granite", "meadow", "copper
          "quarry", "vessel", "timber", "canal", "beacon", "thistle", "market", "bridge", "weaver", "cellar")
 
 
-def sentences(rng: random.Random, n: int) -> list[str]:
+def sentences(rng: random.Random, n: int, start: int = 0) -> list[str]:
     out = []
-    for i in range(n):
+    for i in range(start, start + n):
         words = rng.sample(WORDS, 7)
         out.append(f"Sentence {i} says the {words[0]} of the {words[1]} met the {' '.join(words[2:])} again.")
     return out
@@ -87,18 +87,23 @@ def make_running_pdf(path: Path, pages: int) -> Path:
             self.cell(0, 6, f"harbour-report.pdf - Page {self.page_no()} of {{nb}} - Internal use only",
                       align="C")
 
-    rng = random.Random(7)
     pdf = Report()
     pdf.set_auto_page_break(True, 18)
     pdf.add_page()
     pdf.set_font("Helvetica", "B", 15)
     pdf.multi_cell(0, 8, "Chapter 1: The harbour", new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("Helvetica", "", 10)
-    for _ in range(pages * 4):
-        pdf.multi_cell(0, 5, " ".join(sentences(rng, 5)), new_x="LMARGIN", new_y="NEXT")
+    for paragraph in running_pdf_paragraphs(pages):
+        pdf.multi_cell(0, 5, " ".join(paragraph), new_x="LMARGIN", new_y="NEXT")
         pdf.ln(2)
     pdf.output(str(path))
     return path
+
+
+def running_pdf_paragraphs(pages: int) -> list[list[str]]:
+    """The sentences of `make_running_pdf`'s body, five to a paragraph, each numbered."""
+    rng = random.Random(7)
+    return [sentences(rng, 5, start=5 * p) for p in range(pages * 4)]
 
 
 def test_a_pdf_with_a_running_header_and_footer_has_none_of_it_in_any_passage(tmp_path: Path) -> None:
