@@ -54,7 +54,7 @@ def make_book(path: Path, pages: int) -> Path:
 
     rng = random.Random(21)
     pdf = Book()
-    pdf.set_margins(15, 12, 15)
+    pdf.set_margins(18, 12, 18)
     pdf.set_auto_page_break(True, 14)
     pdf.add_page()
     chapter = 0
@@ -64,8 +64,8 @@ def make_book(path: Path, pages: int) -> Path:
             pdf.set_font("Helvetica", "B", 14)
             pdf.multi_cell(0, 7, f"Chapter {chapter}: The {rng.choice(VOCABULARY)} records",
                            new_x="LMARGIN", new_y="NEXT")
-        pdf.set_font("Helvetica", "", 9)
-        pdf.multi_cell(0, 4.1, " ".join(book_sentence(rng) for _ in range(rng.randint(4, 7))),
+        pdf.set_font("Helvetica", "", 8.6)
+        pdf.multi_cell(0, 5.1, " ".join(book_sentence(rng) for _ in range(rng.randint(4, 7))),
                        new_x="LMARGIN", new_y="NEXT")
         pdf.ln(1.5)
     pdf.output(str(path))

@@ -154,7 +154,7 @@ class RagSettings(BaseModel):
     milvus_uri: str | None = None
     milvus_token: SecretStr = SecretStr("")
     collection: str = Field(default="ensemble_documents", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
-    chunk_size: int = Field(default=1600, ge=200, le=8000)  # characters per passage, at most (sentence-aligned)
+    chunk_size: int = Field(default=1200, ge=200, le=8000)  # characters per passage, at most (sentence-aligned)
     chunk_overlap: int = Field(default=200, ge=0, le=2000)  # whole sentences, up to this many characters, repeated
     # Characters of one document that the local (CPU) embedder reads: above it, each passage's dense vector
     # is made from its opening only (BM25 still indexes all its text). 0: no limit. ~1 CPU-s per 25k.

@@ -142,10 +142,10 @@ def drop_furniture(elements: Sequence[RawElement], *, zone: int = 2, min_pages: 
     furniture = {key for key, count in seen.items() if count >= needed}
     out = []
     for i, element in enumerate(elements):
-        key = edges.get(i)
+        edge = edges.get(i)
         text = element[1].strip()
-        if key is not None and (
-            key in furniture or _ROMAN_OR_NUMBER.match(text) or (len(text) <= 80 and _PAGE_LABEL.search(text))
+        if edge is not None and (
+            edge in furniture or _ROMAN_OR_NUMBER.match(text) or (len(text) <= 80 and _PAGE_LABEL.search(text))
         ):
             continue
         out.append(element)

@@ -19,7 +19,7 @@ def test_a_200k_row_csv_answers_an_aggregate_question_with_the_query_in_the_step
 ) -> None:
     csv = tmp_path / "orders.csv"
     truth = write_orders(csv, 200_000, seed=11)
-    assert csv.stat().st_size > 5_000_000
+    assert csv.stat().st_size > 8_000_000  # ~10 MB, like the 13 MB file of the issue
     page = login(browser, app.url, "alice")
     attach(page, [csv])
     send(page, "What is the average order value per region in the table?", timeout=240)

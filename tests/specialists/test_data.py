@@ -22,12 +22,13 @@ def write_orders(path: Path, rows: int, seed: int = 1) -> dict[str, float]:
     sums = dict.fromkeys(REGIONS, 0.0)
     counts = dict.fromkeys(REGIONS, 0)
     with path.open("w", encoding="utf-8") as handle:
-        handle.write("order_id,region,order_value,quantity\n")
+        handle.write("order_id,region,order_value,quantity,order_date,customer\n")
         for i in range(rows):
             region, value = rng.choice(REGIONS), rng.randint(100, 99_999) / 100
             sums[region] += value
             counts[region] += 1
-            handle.write(f"{i},{region},{value},{rng.randint(1, 9)}\n")
+            date = f"2025-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d}"
+            handle.write(f"{i},{region},{value},{rng.randint(1, 9)},{date},customer-{rng.randint(1, 99_999):05d}\n")
     return {r: sums[r] / counts[r] for r in REGIONS}
 
 
