@@ -27,7 +27,8 @@ RawElement = tuple[str, str, int | None, str | None]  # category, text, page num
 
 DROPPED = frozenset({"Header", "Footer", "PageBreak", "Image", "PageNumber"})
 HEADING = frozenset({"Title"})
-WHOLE = frozenset({"Table"})  # kept whole where they fit; cut at line breaks where they do not
+WHOLE = frozenset({"Table"})
+FURNITURE_MAX_CHARS = 100  # kept whole where they fit; cut at line breaks where they do not
 
 # A sentence ends at . ! ? … (with closing quotes/brackets) followed by space and a capital, digit,
 # quote or bracket; the abbreviations below and single initials ("J. Smith") do not end one.
@@ -131,7 +132,7 @@ def drop_furniture(elements: Sequence[RawElement], *, zone: int = 2, min_pages: 
         keys = set()
         for i in candidates:
             text = elements[i][1]
-            if len(text) > 200:
+            if len(text) > FURNITURE_MAX_CHARS:  # a running header is a line, not a paragraph
                 continue
             # a heading's digits count ("Chapter 3" on page 3 is no running header); others' do not
             key = text.strip().lower() if elements[i][0] in HEADING else _furniture_key(text)

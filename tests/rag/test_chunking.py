@@ -70,6 +70,12 @@ def test_running_headers_footers_and_page_numbers_are_furniture() -> None:
                      ("UncategorizedText", str(page), page, None)]
     kept = drop_furniture(elements)
     assert [e[1] for e in kept] == bodies
+    # a paragraph repeated at the bottom of every page is text, not a footer
+    filler = ("The committee met in the spring and reviewed the general budget, the building plans and the "
+              "schedule of the annual garden fair. Minutes were taken and approved without changes.")
+    pages = [("Title", f"Part {n}", n, None) for n in range(1, 4)]
+    repeated = [e for n in range(3) for e in (pages[n], ("NarrativeText", filler, n + 1, None))]
+    assert drop_furniture(repeated) == repeated
 
 
 def make_running_pdf(path: Path, pages: int) -> Path:
