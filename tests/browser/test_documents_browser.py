@@ -63,9 +63,10 @@ def test_a_cited_passage_opens_at_the_start_of_a_sentence(
     page = login(browser, app.url, "bob")
     attach(page, [pdf])
     send(page, "/docs What did sentence 40 say about the harbour?", timeout=240)
-    answer = last_answer(page)
-    assert re.search(r"\[\d+\] harbour-report\.pdf", answer), answer
-    page.get_by_text(re.compile(r"\[\d+\] harbour-report\.pdf", re.I)).last.click()
+    link = page.get_by_text(re.compile(r"\[\d+\] harbour-report\.pdf", re.I)).last
+    link.wait_for(timeout=60_000)  # the Sources line comes with the finished answer
+    assert re.search(r"\[\d+\] harbour-report\.pdf", last_answer(page)), last_answer(page)
+    link.click()
     panel = page.locator("#side-view-content")
     panel.wait_for(timeout=10_000)
     page.wait_for_timeout(500)
