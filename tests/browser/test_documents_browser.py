@@ -52,6 +52,7 @@ def test_upload_pdf_and_docx_then_answer_cites_file_and_page(
     page.context.close()
 
 
+@pytest.mark.timeout(900)  # the app's start and a 135M model's answer, on a shared 2-core machine
 def test_a_cited_passage_opens_at_the_start_of_a_sentence(
     app: RunningApp, browser: Any, tmp_path: Path, artifacts_dir: Path
 ) -> None:
