@@ -66,7 +66,7 @@ def test_a_cited_passage_opens_at_the_start_of_a_sentence(
     send(page, "/docs What did sentence 40 say about the harbour?", timeout=240)
     link = page.get_by_text(re.compile(r"\[\d+\] harbour-report\.pdf", re.I)).last
     link.wait_for(timeout=60_000)  # the Sources line comes with the finished answer
-    assert re.search(r"\[\d+\] harbour-report\.pdf", last_answer(page)), last_answer(page)
+    assert re.search(r"\[\d+\] harbour-report\.pdf", last_answer(page), re.I), last_answer(page)
     link.click()
     panel = page.locator("#side-view-content")
     panel.wait_for(timeout=10_000)
