@@ -248,6 +248,10 @@ class Ensemble:
             if reader is None or reader.uploads is None:  # documents, and anything else: the ingest says
                 documents.append(file)
                 continue
+            if reader.name in self.registry.unavailable and reader.uploads.otherwise_documents:
+                messages.append(reader.uploads.unread.format(name=file.name, hint=reader.enable_hint))
+                documents.append(file)
+                continue
             try:
                 accepted.append(await asyncio.to_thread(reader.uploads.check, file, self.settings))
             except EnsembleError as exc:

@@ -209,7 +209,7 @@ async def uploaded_files(message: cl.Message, user_id: str, thread_id: str) -> l
                 path=str(target),
                 mime=mime,
                 size=target.stat().st_size,
-                kind=file_kind(mime),
+                kind=file_kind(mime, element.name),
             )
         )
     return files

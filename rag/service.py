@@ -32,7 +32,7 @@ from core.databases import milvus_uri
 from core.errors import EnsembleError
 from core.settings import Settings
 from rag import parsing
-from rag.embeddings import Embedder, EmbeddingError, build_embedder
+from rag.embeddings import Embedder, EmbeddingError, LocalEmbedder, build_embedder
 from rag.errors import DocumentRejected, DocumentsUnavailable, EmbeddingMismatch
 from rag.pool import ParserPool
 from rag.rerank import TEIReranker
@@ -52,7 +52,8 @@ from rag.types import (
 
 log = logging.getLogger(__name__)
 
-EMBED_BATCH = 64
+MIN_EMBEDDED_CHARS = 320  # the opening of a passage that its dense vector reads, at least
+EMBED_BATCH = 128  # passages per embedding call; the next batch embeds while this one is stored
 DOC_ID = re.compile(r"^[0-9a-f]{32}$")
 MAX_ID_CHARS = 512
 
@@ -166,18 +167,8 @@ class DocumentService:
                     f"“{name}” is too large to index: {len(chunks)} passages, over the limit "
                     f"of {self.settings.rag.max_chunks} per file. Split it and upload the parts."
                 )
-            vectors = await self._embed(chunks, parsed.pages, emit, cancel)
             doc_id = uuid.uuid4().hex
-            rows = self._rows(checked, doc_id, owner, chat_id, parsed, vectors)
-            await emit(
-                "storing",
-                pages_done=parsed.pages,
-                pages_total=parsed.pages,
-                chunks_done=len(chunks),
-                chunks_total=len(chunks),
-            )
-            _raise_if_cancelled(cancel)
-            await self._store(rows, owner, doc_id)
+            await self._embed_and_store(checked, doc_id, owner, chat_id, parsed, emit, cancel)
             unit = {"pptx": "slide", "xlsx": "sheet"}.get(checked.kind, "page")
             pages_text = f"{parsed.pages} {unit}{'s' if parsed.pages != 1 else ''}, " if parsed.pages else ""
             message = f"“{name}” added: {pages_text}{len(chunks)} passage{'s' if len(chunks) != 1 else ''}."
@@ -343,27 +334,55 @@ class DocumentService:
             self.pool.restart()
             raise DocumentRejected(f"The parser crashed on “{name}”; the file may be damaged.") from exc
 
-    async def _embed(
-        self, chunks: Sequence[Chunk], pages: int, emit: Any, cancel: asyncio.Event | None
-    ) -> list[list[float]]:
+    async def _embed_and_store(
+        self,
+        checked: CheckedFile,
+        doc_id: str,
+        owner: str,
+        chat_id: str,
+        parsed: ParsedDocument,
+        emit: Any,
+        cancel: asyncio.Event | None,
+    ) -> None:
+        """Embed the passages batch by batch, inserting each batch while the next is embedded.
+
+        All rows of the document or none: a failure or cancellation deletes what was inserted.
+        """
+        chunks, pages = parsed.chunks, parsed.pages
         texts = [_embedding_text(chunk) for chunk in chunks]
-        vectors: list[list[float]] = []
+        budget = self.settings.rag.local_embed_budget
+        if budget and isinstance(self.embedder, LocalEmbedder) and sum(map(len, texts)) > budget:
+            texts = [_opening(text, max(MIN_EMBEDDED_CHARS, budget // len(texts))) for text in texts]
+        pending: asyncio.Future[None] | None = None
         await emit("embedding", pages_done=pages, pages_total=pages, chunks_total=len(chunks))
-        for start in range(0, len(texts), EMBED_BATCH):
+        try:
+            for start in range(0, len(texts), EMBED_BATCH):
+                _raise_if_cancelled(cancel)
+                batch = chunks[start : start + EMBED_BATCH]
+                vectors = await self.embedder.embed(texts[start : start + EMBED_BATCH])
+                if len(vectors) != len(batch) or any(len(v) != self.store.dimension for v in vectors):
+                    raise EmbeddingError(
+                        "the embedding model returned vectors of the wrong size "
+                        f"(expected {self.store.dimension})."
+                    )
+                rows = self._rows(checked, doc_id, owner, chat_id, parsed, batch, vectors)
+                if pending is not None:
+                    await pending
+                pending = asyncio.ensure_future(asyncio.to_thread(self.store.insert, rows, flush=False))
+                await emit("embedding", pages_done=pages, pages_total=pages,
+                           chunks_done=start + len(batch), chunks_total=len(chunks))
+            await emit("storing", pages_done=pages, pages_total=pages, chunks_done=len(chunks),
+                       chunks_total=len(chunks))
+            if pending is not None:
+                await pending
             _raise_if_cancelled(cancel)
-            vectors.extend(await self.embedder.embed(texts[start : start + EMBED_BATCH]))
-            await emit(
-                "embedding",
-                pages_done=pages,
-                pages_total=pages,
-                chunks_done=len(vectors),
-                chunks_total=len(chunks),
-            )
-        if len(vectors) != len(chunks) or any(len(v) != self.store.dimension for v in vectors):
-            raise EmbeddingError(
-                f"the embedding model returned vectors of the wrong size (expected {self.store.dimension})."
-            )
-        return vectors
+            await asyncio.shield(asyncio.ensure_future(asyncio.to_thread(self.store.flush)))
+        except BaseException:
+            if pending is not None:
+                with contextlib.suppress(BaseException):
+                    await pending
+            await asyncio.to_thread(self.store.delete, scope_filter(key_of(owner), doc_id=doc_id))
+            raise
 
     def _rows(
         self,
@@ -372,6 +391,7 @@ class DocumentService:
         owner: str,
         chat_id: str,
         parsed: ParsedDocument,
+        chunks: Sequence[Chunk],
         vectors: list[list[float]],
     ) -> list[dict[str, Any]]:
         import hashlib
@@ -399,7 +419,7 @@ class DocumentService:
                 "text": chunk.text,
                 "dense": vector,
             }
-            for chunk, vector in zip(parsed.chunks, vectors, strict=True)
+            for chunk, vector in zip(chunks, vectors, strict=True)
         ]
 
     async def _store(self, rows: list[dict[str, Any]], owner: str, doc_id: str) -> None:
@@ -431,8 +451,31 @@ class DocumentService:
         if not query:
             return []
         k = k or self.settings.rag.top_k
-        where = scope_filter(key_of(owner), chat_key=None if chat_id is None else key_of(chat_id))
+        owner_key = key_of(owner)
+        chat_key = None if chat_id is None else key_of(chat_id)
         vector = (await self.embedder.embed([self.settings.rag.query_prefix + query]))[0]
+        named = await self._named_documents(query, owner, chat_id)
+        where = scope_filter(owner_key, chat_key=chat_key)
+        if named:  # one retrieval per named document, interleaved by rank; the rest of the top from all
+            per_document = k if len(named) == 1 else max(2, -(-k // len(named)))
+            lists = [
+                await self._retrieve(scope_filter(owner_key, chat_key=chat_key, doc_id=doc_id), query, vector,
+                                     per_document, mode)
+                for doc_id in named[:k]
+            ]
+            hits = _interleave(lists, k)
+            if len(hits) < k:
+                seen = {(h.doc_id, h.chunk_index) for h in hits}
+                more = await self._retrieve(where, query, vector, k * 2, mode)
+                hits += [h for h in more if (h.doc_id, h.chunk_index) not in seen][: k - len(hits)]
+            return hits
+        if not named and SEVERAL_DOCUMENTS.search(query):  # "compare", "both", ...: one passage per document first
+            return _diversified(await self._retrieve(where, query, vector, max(k * 4, 20), mode), k)
+        return (await self._retrieve(where, query, vector, k, mode))[:k]
+
+    async def _retrieve(
+        self, where: str, query: str, vector: list[float], k: int, mode: Literal["hybrid", "dense"]
+    ) -> list[SearchHit]:
         candidates = max(self.settings.rag.candidates, k)
         wanted = candidates if self.reranker is not None else k
         if mode == "dense":
@@ -447,6 +490,18 @@ class DocumentService:
             except EmbeddingError as exc:
                 log.warning("reranking skipped: %s", exc)
         return hits[:k]
+
+    async def _named_documents(self, query: str, owner: str, chat_id: str | None) -> list[str]:
+        """Ids of the documents in scope whose file name the question uses (e.g. "the GPL" for gpl-3.0.pdf)."""
+        words = set(re.findall(r"[a-z0-9]+", query.lower()))
+        if not words:
+            return []
+        named = []
+        for doc in await self.list_documents(owner, chat_id):
+            tokens = name_tokens(doc.file_name)
+            if tokens and tokens & words and doc.doc_id not in named:
+                named.append(doc.doc_id)
+        return named
 
     # ---------------------------------------------------------------------------------- manage
 
@@ -597,6 +652,57 @@ def _embedding_text(chunk: Chunk) -> str:
     if chunk.section and not chunk.text.startswith(chunk.section[:60]):
         return f"{chunk.section}\n\n{chunk.text}"
     return chunk.text
+
+
+GENERIC_NAME_WORDS = frozenset({
+    "the", "and", "for", "with", "from", "license", "licence", "document", "documents", "file", "files",
+    "report", "notes", "final", "draft", "copy", "version", "pdf", "docx", "doc", "pptx", "xlsx", "csv",
+    "tsv", "html", "htm", "md", "txt", "eml", "text", "new", "old", "part",
+})
+SEVERAL_DOCUMENTS = re.compile(
+    r"\b(compare|comparison|contrast|differ|differs|difference|differences|both|versus|vs|each of|"
+    r"(all|across|among) (of )?(the|my|these) (documents|files|licen[cs]es|reports))\b",
+    re.I,
+)
+
+
+def name_tokens(file_name: str) -> set[str]:
+    """The distinctive words of a file name ("gpl-3.0.pdf" -> {"gpl"}), by which a question names it."""
+    stem = Path(file_name).stem.lower()
+    return {
+        t for t in re.findall(r"[a-z0-9]+", stem)
+        if len(t) >= 3 and not t.isdigit() and t not in GENERIC_NAME_WORDS
+    }
+
+
+def _interleave(lists: list[list[SearchHit]], k: int) -> list[SearchHit]:
+    """Rank 1 of each list, then rank 2 of each, ... (each named document is represented)."""
+    out: list[SearchHit] = []
+    for rank in range(max((len(hits) for hits in lists), default=0)):
+        for hits in lists:
+            if rank < len(hits) and len(out) < k:
+                out.append(hits[rank])
+    return out
+
+
+def _diversified(hits: list[SearchHit], k: int) -> list[SearchHit]:
+    """The best passage of each document first (in rank order), then the remaining by rank."""
+    firsts: list[SearchHit] = []
+    seen: set[str] = set()
+    for hit in hits:
+        if hit.doc_id not in seen:
+            seen.add(hit.doc_id)
+            firsts.append(hit)
+    rest = [h for h in hits if h not in firsts]
+    return (firsts[:k] + rest)[:k]
+
+
+def _opening(text: str, limit: int) -> str:
+    """The first `limit` characters of `text`, cut between words."""
+    if len(text) <= limit:
+        return text
+    cut = text.rfind(" ", 0, limit)
+    return text[: cut if cut > limit // 2 else limit]
 
 
 def _hit(hit: StoredHit) -> SearchHit:

@@ -269,10 +269,15 @@ class MilvusStore:
 
     # ------------------------------------------------------------------------------------ writes
 
-    def insert(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Insert rows, then flush: sealed, indexed segments search ~10x faster than growing ones."""
+    def insert(self, rows: Sequence[dict[str, Any]], *, flush: bool = True) -> None:
+        """Insert rows, then flush (unless the caller flushes once after several inserts): sealed, indexed
+        segments search ~10x faster than growing ones."""
         for start in range(0, len(rows), INSERT_BATCH):
             self.client.insert(self.collection, [self._row(r) for r in rows[start : start + INSERT_BATCH]])
+        if flush:
+            self.flush()
+
+    def flush(self) -> None:
         self.client.flush(self.collection)
 
     def _row(self, row: dict[str, Any]) -> dict[str, Any]:

@@ -139,6 +139,8 @@ def attach(items: Sequence[Item], directory: Path) -> dict[str, FileRef]:
                 _draw_png(path, name)
                 mime = "image/jpeg" if path.suffix.lower() in (".jpg", ".jpeg") else "image/png"
                 refs[name] = FileRef(name, name, str(path), mime, path.stat().st_size, "image")
+            elif name.lower().endswith((".csv", ".tsv", ".xlsx")):
+                refs[name] = FileRef(name, name, str(path), "text/csv", 0, "table")
             else:
                 refs[name] = FileRef(name, name, str(path), "application/octet-stream", 0, "document")
     return refs

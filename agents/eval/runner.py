@@ -210,9 +210,9 @@ async def run_variant(
 
 def item_facts(item: Item, specs: Sequence[SpecialistSpec], refs: dict[str, FileRef]) -> Facts:
     """The facts of an item's turn: its attachments; the user is taken to have documents in scope (the
-    set is about requests, not libraries), and an image applies when one is attached."""
+    set is about requests, not libraries; tables likewise), and an image applies when one is attached."""
     files = [refs[name] for name in item.files]
-    return turn_facts(specs, new_files=files, recent_image=any(f.kind == "image" for f in files), documents=True)
+    return turn_facts(specs, new_files=files, recent_image=any(f.kind == "image" for f in files), documents=True, tables=True)
 
 
 async def route_one(

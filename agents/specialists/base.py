@@ -23,11 +23,12 @@ if TYPE_CHECKING:  # the services' types only: their packages load when startup 
     from memory.service import MemoryService
     from rag.service import DocumentService
 
-FileKind = Literal["image", "document", "other"]
+FileKind = Literal["image", "document", "table", "other"]
 ArtifactKind = Literal["image", "source", "code", "file", "tool_call"]
 # What must hold in a turn for a specialist to apply (the router never offers it otherwise):
-# `recent_image` an image attached to this message or the one before; `documents` the user has documents.
-Need = Literal["recent_image", "documents"]
+# `recent_image` an image attached to this message or the one before; `documents` the user has documents;
+# `tables` a table (CSV/XLSX) was shared in this chat.
+Need = Literal["recent_image", "documents", "tables"]
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,8 @@ class UploadRule:
     kinds: tuple[FileKind, ...]
     check: Callable[[FileRef, Settings], FileRef]
     unread: str
+    # When the specialist is off, such files are read as documents instead (a table's text still helps).
+    otherwise_documents: bool = False
 
 
 @dataclass(frozen=True)

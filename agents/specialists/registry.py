@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from agents.specialists.base import FileKind, Services, Specialist, SpecialistSpec
 from agents.specialists.code import SPEC as CODE
+from agents.specialists.data import SPEC as DATA
 from agents.specialists.documents import SPEC as DOCUMENTS
 from agents.specialists.image import SPEC as IMAGE
 from agents.specialists.mcp_tools import operator_specs
@@ -23,7 +24,7 @@ from core.settings import Settings
 
 def all_specs() -> tuple[SpecialistSpec, ...]:
     """Every specialist Ensemble knows, configured or not."""
-    return (CODE, SEARCH, VISION, IMAGE, DOCUMENTS, MEMORY)
+    return (CODE, SEARCH, VISION, IMAGE, DOCUMENTS, DATA, MEMORY)
 
 
 async def configured_specs(settings: Settings) -> tuple[SpecialistSpec, ...]:

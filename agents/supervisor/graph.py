@@ -161,7 +161,10 @@ class SupervisorNodes:
         documents = False
         if wants_documents and self._documents_in_scope is not None:
             documents = await self._documents_in_scope(context)
-        return turn_facts(available, new_files=context.files, recent_image=recent_image, documents=documents)
+        tables = any(f.kind == "table" for f in (*state.get("files", []), *context.files))
+        return turn_facts(
+            available, new_files=context.files, recent_image=recent_image, documents=documents, tables=tables
+        )
 
     async def route(
         self, state: SupervisorState, runtime: Runtime[RunContext]

@@ -69,13 +69,15 @@ def turn_facts(
     new_files: Sequence[FileRef] = (),
     recent_image: bool = False,
     documents: bool = False,
+    tables: bool = False,
 ) -> Facts:
     """The facts of a turn: `recent_image` an image came with this message or the one before; `documents`
-    the user has documents in scope (an attached document counts)."""
+    the user has documents in scope (an attached document counts); `tables` a table was shared in the chat."""
     kinds = frozenset(f.kind for f in new_files)
     holds: dict[Need, bool] = {
         "recent_image": recent_image or "image" in kinds,
         "documents": documents or "document" in kinds,
+        "tables": tables or "table" in kinds,
     }
     offered = tuple(spec for spec in available if all(holds.get(need, False) for need in spec.needs))
     return Facts(offered, kinds)

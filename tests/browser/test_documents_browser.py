@@ -50,3 +50,30 @@ def test_upload_pdf_and_docx_then_answer_cites_file_and_page(
     send(page, "/docs When does the night ferry leave?", timeout=240)
     assert re.search(r"\[\d+\] ferry-notes\.docx, pp?\. ?(\d+–)?2\b", last_answer(page), re.I), last_answer(page)
     page.context.close()
+
+
+@pytest.mark.timeout(900)  # the app's start and a 135M model's answer, on a shared 2-core machine
+def test_a_cited_passage_opens_at_the_start_of_a_sentence(
+    app: RunningApp, browser: Any, tmp_path: Path, artifacts_dir: Path
+) -> None:
+    from rag.chunking import split_sentences
+    from tests.rag.test_chunking import make_running_pdf, running_pdf_paragraphs
+
+    pdf = make_running_pdf(tmp_path / "harbour-report.pdf", 6)
+    written = {s for paragraph in running_pdf_paragraphs(6) for s in paragraph}
+    page = login(browser, app.url, "bob")
+    attach(page, [pdf])
+    send(page, "/docs What did sentence 40 say about the harbour?", timeout=240)
+    link = page.get_by_text(re.compile(r"\[\d+\] harbour-report\.pdf", re.I)).last
+    link.wait_for(timeout=60_000)  # the Sources line comes with the finished answer
+    assert re.search(r"\[\d+\] harbour-report\.pdf", last_answer(page), re.I), last_answer(page)
+    link.click()
+    panel = page.locator("#side-view-content")
+    panel.wait_for(timeout=10_000)
+    page.wait_for_timeout(500)
+    text = panel.inner_text().strip()
+    page.screenshot(path=str(artifacts_dir / "browser-documents-passage.png"), full_page=True)
+    first = split_sentences(text.split("\n")[0])[0]
+    assert first in written or first.startswith("Chapter 1"), text[:200]  # a whole sentence (or the heading)
+    assert "Internal use only" not in text and "Annual Report 2025" not in text  # no running footer/header
+    page.context.close()
