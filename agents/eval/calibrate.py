@@ -126,7 +126,9 @@ async def cases_for(items: Sequence[Item], classifier: FastClassifier, embedder:
             )
             for name in item.files
         ]
-        facts = turn_facts(specs, new_files=files, recent_image=any(f.kind == "image" for f in files), documents=True, tables=True)
+        facts = turn_facts(
+            specs, new_files=files, recent_image=any(f.kind == "image" for f in files), documents=True, tables=True
+        )
         clauses = split_clauses(item.text)
         parts = tuple(classifier.similarities(v) for v in await embedder.embed(clauses)) if clauses else ()
         out.append(Case(item, classifier.similarities(vector), facts.names, facts.candidates, parts))

@@ -83,9 +83,7 @@ def parse_variant(text: str) -> Variant:
         data = {"*": data}
     prompts: dict[str, dict[str, str]] = {}
     for glob, texts in data.items():
-        if not isinstance(texts, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in texts.items()
-        ):
+        if not isinstance(texts, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in texts.items()):
             raise ValueError(f"variant file {path}: {glob!r} must map prompt names to texts")
         prompts[str(glob)] = dict(texts)
     return Variant(name, prompts, source=path)
@@ -158,9 +156,7 @@ async def decide_one(
         seconds = time.perf_counter() - started
         error = f"{type(exc).__name__}: {exc}"[:300]
         expected = sorted(item.expect)
-        return Outcome(
-            item.id, item.category, expected, [], False, 0, False, error, seconds, [], rejected.reasons
-        )
+        return Outcome(item.id, item.category, expected, [], False, 0, False, error, seconds, [], rejected.reasons)
     finally:
         router_log.removeHandler(rejected)
     seconds = time.perf_counter() - started
@@ -212,7 +208,9 @@ def item_facts(item: Item, specs: Sequence[SpecialistSpec], refs: dict[str, File
     """The facts of an item's turn: its attachments; the user is taken to have documents in scope (the
     set is about requests, not libraries; tables likewise), and an image applies when one is attached."""
     files = [refs[name] for name in item.files]
-    return turn_facts(specs, new_files=files, recent_image=any(f.kind == "image" for f in files), documents=True, tables=True)
+    return turn_facts(
+        specs, new_files=files, recent_image=any(f.kind == "image" for f in files), documents=True, tables=True
+    )
 
 
 async def route_one(
@@ -255,8 +253,21 @@ async def route_one(
         seconds = time.perf_counter() - started
         error = f"{type(exc).__name__}: {exc}"[:300]
         return Outcome(
-            item.id, item.category, sorted(item.expect), [], False, 0, False, error, seconds, [],
-            rejected.reasons, "model", confidence, fast_seconds, fast_cpu,
+            item.id,
+            item.category,
+            sorted(item.expect),
+            [],
+            False,
+            0,
+            False,
+            error,
+            seconds,
+            [],
+            rejected.reasons,
+            "model",
+            confidence,
+            fast_seconds,
+            fast_cpu,
         )
     finally:
         router_log.removeHandler(rejected)

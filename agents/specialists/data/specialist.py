@@ -94,9 +94,9 @@ class DataSpecialist:
         error = "no reply"
         for _ in range(2):
             try:
-                reply = await self._client.llm.bind(response_format=response_format, stream=False, max_tokens=300).ainvoke(
-                    messages, config={"run_name": "data.sql"}
-                )
+                reply = await self._client.llm.bind(
+                    response_format=response_format, stream=False, max_tokens=300
+                ).ainvoke(messages, config={"run_name": "data.sql"})
             except Exception as exc:
                 reason = describe_server_error(exc, what=self._client.where, timeout=self._client.endpoint.timeout)
                 raise TableError(reason or f"the model failed ({type(exc).__name__})") from exc

@@ -118,6 +118,7 @@ def plan(question: str, tables: Sequence[Table]) -> Plan | None:
 
 def _choose_table(words: Sequence[str], tables: Sequence[Table]) -> Table:
     """The table the question names (by its name, else by most column names), else the newest."""
+
     def score(table: Table) -> tuple[int, int]:
         named = sum(1 for w in _words(table.name.replace("_", " ")) if w in words)
         columns = sum(1 for c in table.columns if _mentions(words, c))

@@ -53,8 +53,19 @@ class Column:
     @property
     def numeric(self) -> bool:
         return self.type.upper().split("(")[0] in {
-            "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER",
-            "UBIGINT", "FLOAT", "DOUBLE", "REAL", "DECIMAL",
+            "TINYINT",
+            "SMALLINT",
+            "INTEGER",
+            "BIGINT",
+            "HUGEINT",
+            "UTINYINT",
+            "USMALLINT",
+            "UINTEGER",
+            "UBIGINT",
+            "FLOAT",
+            "DOUBLE",
+            "REAL",
+            "DECIMAL",
         }
 
 
@@ -199,8 +210,10 @@ def _csv_error(name: str, text: str) -> str:
     if "Expected Number of Columns" in text or "too many columns" in text.lower() or "columns" in text.lower():
         expected = re.search(r"Expected Number of Columns:\s*(\d+)\s*Found:\s*(\d+)", text)
         detail = f": {expected.group(2)} values where the header has {expected.group(1)}" if expected else ""
-        return (f"“{name}” has rows of different lengths{where}{detail}. Every row needs as many values as the "
-                "header has columns; fix that row (or quote values that contain the delimiter) and upload again.")
+        return (
+            f"“{name}” has rows of different lengths{where}{detail}. Every row needs as many values as the "
+            "header has columns; fix that row (or quote values that contain the delimiter) and upload again."
+        )
     if "unicode" in text.lower():
         return f"“{name}” is not UTF-8 text{where}: save it as “CSV UTF-8” and upload it again."
     first = text.strip().splitlines()[0] if text.strip() else "unreadable"
