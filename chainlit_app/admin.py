@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from accounts.users import UserError, UserStore
+from core.console import run_console
 from core.settings import Settings
 from memory.factory import open_memory_service
 
@@ -83,13 +84,9 @@ async def _forget_memories(settings: Settings, user_id: str) -> int:
 def main(argv: Sequence[str] | None = None, *, settings: Settings | None = None) -> int:
     """Console entry point; returns the exit status (0 done, 1 refused, 2 bad usage)."""
     args = _parser().parse_args(argv)
-    try:
-        return asyncio.run(_run(args, settings or Settings(), sys.stdout, sys.stdin))
-    except UserError as exc:
-        print(f"ensemble-admin: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    return run_console(
+        "ensemble-admin", lambda: asyncio.run(_run(args, settings or Settings(), sys.stdout, sys.stdin)), (UserError,)
+    )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
+from core.console import run_console
 from core.errors import EnsembleError
 from core.local_llm import LocalLLMServer
 from core.settings import Settings, child_environment
@@ -67,15 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--no-local-llm", action="store_true", help="never start the embedded model server")
     sub.add_parser("local-llm", help="run only the embedded model server")
     args = parser.parse_args(argv)
-    try:
-        if args.command == "up":
-            return asyncio.run(_up(args.host, args.port, not args.no_local_llm))
-        return asyncio.run(_local_llm())
-    except EnsembleError as exc:
-        print(f"ensemble: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    if args.command == "up":
+        return run_console("ensemble", lambda: asyncio.run(_up(args.host, args.port, not args.no_local_llm)),
+                           (EnsembleError,))
+    return run_console("ensemble", lambda: asyncio.run(_local_llm()), (EnsembleError,))
 
 
 if __name__ == "__main__":

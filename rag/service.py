@@ -127,7 +127,8 @@ class DocumentService:
         async def emit(stage: Stage, **counts: Any) -> None:
             await _emit(progress_cb, IngestProgress(name, stage, **counts))
 
-        def failed(message: str) -> IngestResult:
+        async def failed(message: str) -> IngestResult:
+            await emit("failed", message=message)
             return IngestResult(name, "failed", message, seconds=time.perf_counter() - started)
 
         try:
@@ -193,26 +194,18 @@ class DocumentService:
             )
         except TimeoutError:
             self.pool.restart()
-            message = (
+            return await failed(
                 f"“{name}” took longer than {self.settings.rag.parse_timeout:g} s to read and was skipped."
             )
-            await emit("failed", message=message)
-            return failed(message)
         except DocumentRejected as exc:
-            await emit("failed", message=str(exc))
-            return failed(str(exc))
+            return await failed(str(exc))
         except EmbeddingError as exc:
-            message = f"“{name}” could not be indexed: {exc}"
-            await emit("failed", message=message)
-            return failed(message)
+            return await failed(f"“{name}” could not be indexed: {exc}")
         except EnsembleError as exc:
-            await emit("failed", message=str(exc))
-            return failed(str(exc))
+            return await failed(str(exc))
         except Exception as exc:
             log.exception("ingesting %s failed", name)
-            message = f"“{name}” could not be added because of an internal error ({type(exc).__name__})."
-            await emit("failed", message=message)
-            return failed(message)
+            return await failed(f"“{name}” could not be added because of an internal error ({type(exc).__name__}).")
 
     async def parse(self, file: UploadedFile) -> ParsedDocument:
         """Check, parse and chunk one file without embedding or storing it (previews, benchmarks)."""

@@ -27,6 +27,7 @@ from agents.eval.runner import DEFAULT_VARIANT, Outcome, offered_specs, parse_va
 from agents.specialists.registry import configured_specs
 from agents.supervisor.classifier import RecentVectors
 from agents.supervisor.router import FastStage
+from core.console import run_console
 from core.errors import EnsembleError
 from core.local_llm import LocalLLMServer
 from core.models import ModelClient, ModelClients, chat_model
@@ -213,15 +214,8 @@ async def _run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    try:
-        if args.render:
-            return _render_saved(args)
-        return asyncio.run(_run(args))
-    except (EnsembleError, ValueError, OSError) as exc:
-        print(f"ensemble-eval: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    work = (lambda: _render_saved(args)) if args.render else (lambda: asyncio.run(_run(args)))
+    return run_console("ensemble-eval", work, (EnsembleError, ValueError, OSError))
 
 
 if __name__ == "__main__":

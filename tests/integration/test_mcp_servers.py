@@ -13,7 +13,6 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -58,14 +57,6 @@ def step_of(events: list[TurnEvent]) -> StepFinished:
     steps = [e for e in events if isinstance(e, StepFinished)]
     assert len(steps) == 1, events
     return steps[0]
-
-
-@pytest.fixture
-async def http_server(tmp_path: Path) -> AsyncIterator[HttpMcpServer]:
-    server = HttpMcpServer(free_port(), tmp_path / "calls.jsonl")
-    await asyncio.to_thread(server.start)
-    yield server
-    await asyncio.to_thread(server.stop)
 
 
 ORDER = '/orders order_status {"order_id": "ORD-1042"}'

@@ -37,6 +37,20 @@ from core.settings import RouterSettings, Settings
 from tests.supervisor.test_graph_scripted import RecordingSpecialist, spec_for
 from tests.support.scripted import ScriptedChatModel, scripted_client
 
+
+def poet_spec(name: str, built: Any, exemplars: tuple[str, ...]) -> SpecialistSpec:
+    """A specialist defined only here, known to the router by the exemplars its spec carries."""
+    return SpecialistSpec(
+        name=name,
+        title="Poet",
+        description="writes poems",
+        enable_hint="-",
+        asks_for=re.compile("(?!)"),
+        build=lambda services: built,
+        exemplars=exemplars,
+    )
+
+
 BROWSER_MESSAGES = {
     "Hello! In one sentence, what can you do?": DIRECT,
     "What is the capital of France?": DIRECT,
@@ -86,15 +100,7 @@ def test_facts_offer_only_specialists_that_can_apply() -> None:
 
 
 def test_every_registered_specialist_and_a_spec_carrying_exemplars_has_exemplars() -> None:
-    poet = SpecialistSpec(
-        name="poet-from-settings",
-        title="Poet",
-        description="writes poems",
-        enable_hint="-",
-        asks_for=re.compile("(?!)"),
-        build=lambda services: None,
-        exemplars=("Write a sonnet about the sea.", "Compose a villanelle on time."),
-    )
+    poet = poet_spec("poet-from-settings", None, ("Write a sonnet about the sea.", "Compose a villanelle on time."))
     sets = exemplar_sets([*all_specs(), poet])
     assert set(sets) == {DIRECT, *(spec.name for spec in all_specs()), "poet-from-settings"}
     assert sets["poet-from-settings"] == ["Write a sonnet about the sea.", "Compose a villanelle on time."]
@@ -267,21 +273,14 @@ async def test_scripted_a_command_overrides_the_cascade(services: Any) -> None:
 
 async def test_scripted_a_spec_carrying_exemplars_is_chosen_by_the_fast_stage(services: Any) -> None:
     poet = RecordingSpecialist("poet", "Roses")
-    spec = SpecialistSpec(
-        name="poet",
-        title="Poet",
-        description="writes poems",
-        enable_hint="-",
-        asks_for=re.compile("(?!)"),
-        build=lambda services: poet,
-        exemplars=(
-            "Write a sonnet about autumn.",
-            "Compose a haiku on the sea.",
-            "I want a poem with rhymes about love.",
-            "Write verses in iambic pentameter.",
-            "A limerick about a cat, please, in verse.",
-        ),
+    exemplars = (
+        "Write a sonnet about autumn.",
+        "Compose a haiku on the sea.",
+        "I want a poem with rhymes about love.",
+        "Write verses in iambic pentameter.",
+        "A limerick about a cat, please, in verse.",
     )
+    spec = poet_spec("poet", poet, exemplars)
     code_specs, _ = code_and_search()
     service = await services(ScriptedChatModel(script=[]), [*code_specs, spec], threshold=0.0)
     events = await run_turn(service, "Please compose a sonnet about the winter night.")
