@@ -21,7 +21,7 @@ from pydantic import SecretStr
 from agents.runtime import Ensemble
 from agents.supervisor.events import TurnFinished
 from core.models import ModelClients
-from core.settings import Settings
+from core.settings import RouterSettings, Settings
 from tests.support.scripted import ScriptedChatModel, scripted_client
 
 POSTGRES = "postgresql://postgres@127.0.0.1:5432/test"
@@ -55,7 +55,9 @@ async def start(settings: Settings, llm: ScriptedChatModel) -> Ensemble:
 
 
 async def test_scripted_restart_keeps_the_chat_and_the_users_memories(backend: dict[str, Any]) -> None:
-    settings = Settings(_env_file=None, **backend)  # type: ignore[arg-type]
+    # the scripted model makes the routing decision ("What do I love?" would otherwise go, rightly, to the
+    # memory specialist by the fast stage): this test is about what survives a restart
+    settings = Settings(_env_file=None, router=RouterSettings(mode="model"), **backend)  # type: ignore[arg-type]
     thread, user = f"chat-{uuid.uuid4().hex}", f"user-{uuid.uuid4().hex}"
 
     first = ScriptedChatModel(script=[decision(), AIMessage(content="Noted, you like sailing.")])
