@@ -7,7 +7,7 @@ import importlib
 import logging
 import pkgutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -195,13 +195,12 @@ async def run_variant(
         raise ValueError(f"the set expects specialists that are not offered: {', '.join(unknown)}")
     variant_settings = variant.settings(settings)
     router = Router(client, variant_settings)
-    outcomes: list[Outcome] = []
-    for item in items:
-        outcome = await decide_one(router, item, specs, refs, variant_settings, per_decision)
-        outcomes.append(outcome)
-        if progress is not None:
-            progress(variant.name, outcome)
-    return outcomes
+    return await _each(
+        items,
+        lambda item: decide_one(router, item, specs, refs, variant_settings, per_decision),
+        variant.name,
+        progress,
+    )
 
 
 def item_facts(item: Item, specs: Sequence[SpecialistSpec], refs: dict[str, FileRef]) -> Facts:
@@ -305,9 +304,18 @@ async def run_cascade(
     progress: Progress | None = None,
 ) -> list[Outcome]:
     """Every item through one router mode, one at a time."""
+    return await _each(
+        items, lambda item: route_one(cascade, item, specs, refs, settings, per_decision), name, progress
+    )
+
+
+async def _each(
+    items: Sequence[Item], decide: Callable[[Item], Awaitable[Outcome]], name: str, progress: Progress | None
+) -> list[Outcome]:
+    """`decide` each item in turn (one at a time, so latency is per decision), reporting each outcome."""
     outcomes: list[Outcome] = []
     for item in items:
-        outcome = await route_one(cascade, item, specs, refs, settings, per_decision)
+        outcome = await decide(item)
         outcomes.append(outcome)
         if progress is not None:
             progress(name, outcome)
