@@ -95,6 +95,20 @@ class SlidingWindow:
         await self.store.clear(f"{self.name}:{key}")
 
 
+async def take_both(
+    first: SlidingWindow, first_key: str, second: SlidingWindow, second_key: str, second_cost: float = 1.0
+) -> float:
+    """Take one hit from `first`, then `second_cost` from `second`; 0 when both allow it (both counted),
+    else the seconds to wait (and `first`'s hit is given back when `second` refuses)."""
+    wait = await first.take(first_key)
+    if wait:
+        return wait
+    wait = await second.take(second_key, second_cost)
+    if wait:
+        await first.drop_latest(first_key)
+    return wait
+
+
 def wait_text(seconds: float) -> str:
     """`42 s`: a wait, rounded up to whole seconds (never 0)."""
     return f"{max(1, math.ceil(seconds))} s"
@@ -114,13 +128,7 @@ class LoginThrottle:
 
     async def attempt(self, account: str, client: str) -> float:
         """0 if this attempt may go ahead (it is counted), else the seconds to wait."""
-        wait = await self.per_client.take(client)
-        if wait:
-            return wait
-        wait = await self.per_account.take(account)
-        if wait:
-            await self.per_client.drop_latest(client)
-        return wait
+        return await take_both(self.per_client, client, self.per_account, account)
 
     async def succeeded(self, account: str, client: str) -> None:
         await self.per_account.clear(account)
@@ -137,13 +145,7 @@ class UploadQuota:
 
     async def take(self, user: str, size: int) -> float:
         """0 if `user` may upload `size` more bytes now (counted), else the seconds to wait."""
-        wait = await self.files.take(user)
-        if wait:
-            return wait
-        wait = await self.bytes.take(user, float(size))
-        if wait:
-            await self.files.drop_latest(user)
-        return wait
+        return await take_both(self.files, user, self.bytes, user, float(size))
 
 
 @dataclass
