@@ -377,11 +377,11 @@ async def _local_embedder(settings: Settings, stack: AsyncExitStack) -> Embedder
 
 
 def _documents_in_scope(documents: DocumentService) -> Scope:
-    """Whether a user has any document the documents specialist could search (one query per turn)."""
+    """Whether a user has any document the documents specialist could search (remembered a while)."""
 
     async def in_scope(context: RunContext) -> bool:
         try:
-            return bool(await documents.list_documents(context.user_id))
+            return await documents.has_documents(context.user_id)
         except Exception:
             log.warning("could not count the documents of user %s; not offering documents", context.user_id)
             return False

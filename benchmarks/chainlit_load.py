@@ -80,14 +80,23 @@ def ensemble_env(fixture_url: str, data_dir: Path) -> dict[str, str]:
     }
 
 
+def serves_ensemble(app: Path, checkout: Path) -> bool:
+    """Whether `app` is the checkout's own Ensemble app and the checkout has its launcher."""
+    return (checkout / "chainlit_app" / "serve.py").is_file() and app.resolve() == checkout / "chainlit_app" / "app.py"
+
+
 @contextlib.asynccontextmanager
 async def chainlit_server(
     app: Path, env: dict[str, str], ready_path: str, log: Path, root: Path | None = None
 ) -> AsyncIterator[tuple[str, asyncio.subprocess.Process]]:
     """`chainlit run app --headless` from the repo root (Ensemble's .chainlit config), or from `root` (another
-    checkout, whose code it then imports); yields its URL."""
+    checkout, whose code it then imports); yields its URL. Ensemble's own app runs as it is deployed, through
+    `python -m chainlit_app.serve` where the checkout has it."""
     port = free_port()
-    args = [PYTHON, "-m", "chainlit", "run", str(app), "--headless", "--host", "127.0.0.1", "--port", str(port)]
+    if serves_ensemble(app, root or REPO):
+        args = [PYTHON, "-m", "chainlit_app.serve", "--host", "127.0.0.1", "--port", str(port)]
+    else:
+        args = [PYTHON, "-m", "chainlit", "run", str(app), "--headless", "--host", "127.0.0.1", "--port", str(port)]
     async with child(args, env=env, log=log, cwd=root) as proc:
         url = f"http://127.0.0.1:{port}"
         await wait_http(url + ready_path, 120, proc)

@@ -285,17 +285,24 @@ async def on_message(message: cl.Message) -> None:
             batchers[step_id] = TokenBatcher(steps[step_id].stream_token)
         return batchers[step_id]
 
-    # The decision shows first, above the steps and the answer it led to (a step sent before them).
+    # The decision shows first, above the steps and the answer it led to: sent once, decided, when the
+    # decision is the turn's first event (the usual case); else sent as "Deciding ..." before that event.
     supervisor = cl.Step(name="Supervisor", type="tool", show_input=False, parent_id=turn_run())
     supervisor.start = utc_now()
     supervisor.output = "Deciding who takes this turn ..."
-    await supervisor.send()
     steps[SUPERVISOR_STEP] = supervisor
+    shown = False
     try:
         turn = ensemble().stream_turn(
             thread_id=thread_id, user_id=user_id, text=text, files=files, connected=connected_servers()
         )
         async for event in http_app.state.metrics.observe(turn):
+            if not shown:
+                shown = True
+                if isinstance(event, Decided):
+                    await decided(supervisor, event).send()
+                    continue
+                await supervisor.send()
             match event:
                 case AnswerToken(text=token):
                     await batchers[""].add(token)
@@ -308,7 +315,7 @@ async def on_message(message: cl.Message) -> None:
     finally:
         for batcher in batchers.values():
             batcher.cancel()
-        if supervisor.end is None:  # no decision was made (no model, or the turn failed first)
+        if shown and supervisor.end is None:  # no decision was made (no model, or the turn failed first)
             await supervisor.remove()
 
 
@@ -367,6 +374,15 @@ async def show_tool_calls(step: cl.Step, artifacts: tuple[Artifact, ...]) -> Non
         await child.send()
 
 
+def decided(step: cl.Step, event: Decided) -> cl.Step:
+    """The turn's Supervisor step, saying what was decided."""
+    titles = {spec.name: spec.title for spec in ensemble().registry.specs()}
+    step.name = decision_title(event, titles)
+    step.output = decision_text(event, titles)
+    step.end = utc_now()
+    return step
+
+
 async def show(event: TurnEvent, steps: dict[str, cl.Step], answer_message: Callable[[], cl.Message]) -> None:
     """One event of a turn (other than a streamed token) as Chainlit steps and messages."""
     match event:
@@ -386,12 +402,7 @@ async def show(event: TurnEvent, steps: dict[str, cl.Step], answer_message: Call
             await step.update()
             await show_tool_calls(step, event.artifacts)
         case Decided():
-            titles = {spec.name: spec.title for spec in ensemble().registry.specs()}
-            step = steps[SUPERVISOR_STEP]
-            step.name = decision_title(event, titles)
-            step.output = decision_text(event, titles)
-            step.end = utc_now()
-            await step.update()
+            await decided(steps[SUPERVISOR_STEP], event).update()
         case Notice(text=text):
             await cl.Message(content=text, author="Ensemble").send()
         case TurnFinished(content=content, artifacts=artifacts):

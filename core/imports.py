@@ -15,8 +15,8 @@ import importlib
 SHARED_BASES = ("numpy",)  # imported by onnxruntime, pymilvus, pandas and memory's scoring
 
 
-def preload_shared_bases() -> None:
-    """Import `SHARED_BASES` now (a no-op once imported; a missing one is left to its real user)."""
-    for name in SHARED_BASES:
+def preload_shared_bases(*also: str) -> None:
+    """Import `SHARED_BASES` (and `also`) now (a no-op once imported; a missing one is left to its real user)."""
+    for name in (*SHARED_BASES, *also):
         with contextlib.suppress(ImportError):
             importlib.import_module(name)

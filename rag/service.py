@@ -56,6 +56,8 @@ MIN_EMBEDDED_CHARS = 320  # the opening of a passage that its dense vector reads
 EMBED_BATCH = 128  # passages per embedding call; the next batch embeds while this one is stored
 DOC_ID = re.compile(r"^[0-9a-f]{32}$")
 MAX_ID_CHARS = 512
+HAS_DOCUMENTS_SECONDS = 30.0  # how long an owner's "has documents" answer is reused (`has_documents`)
+HAS_DOCUMENTS_OWNERS = 10_000  # owners whose answer is remembered at most
 
 
 # The stored fields of a chunk that a re-upload into another chat copies as they are.
@@ -89,6 +91,8 @@ class DocumentService:
         self._options = parsing.ChunkOptions(
             settings.rag.chunk_size, settings.rag.chunk_overlap, settings.rag.combine_under
         )
+        # owner -> (has documents, when asked): the router asks every turn (see `has_documents`)
+        self._has_documents: dict[str, tuple[bool, float]] = {}
 
     # ------------------------------------------------------------------------------------ ingest
 
@@ -104,13 +108,16 @@ class DocumentService:
         _check_id(owner, "owner")
         _check_id(chat_id, "chat_id")
         results: list[IngestResult] = []
-        for file in files:
-            name = Path(str(file.name)).name or "unnamed file"
-            if cancel is not None and cancel.is_set():
-                results.append(IngestResult(name, "cancelled", f"“{name}” was not added: upload cancelled."))
-                await _emit(progress_cb, IngestProgress(name, "cancelled"))
-                continue
-            results.append(await self._ingest_one(file, name, owner, chat_id, progress_cb, cancel))
+        try:
+            for file in files:
+                name = Path(str(file.name)).name or "unnamed file"
+                if cancel is not None and cancel.is_set():
+                    results.append(IngestResult(name, "cancelled", f"“{name}” was not added: upload cancelled."))
+                    await _emit(progress_cb, IngestProgress(name, "cancelled"))
+                    continue
+                results.append(await self._ingest_one(file, name, owner, chat_id, progress_cb, cancel))
+        finally:
+            self._has_documents.pop(owner, None)
         return results
 
     async def _ingest_one(
@@ -524,12 +531,29 @@ class DocumentService:
         ]
         return sorted(docs, key=lambda d: (d.uploaded_at, d.file_name), reverse=True)
 
+    async def has_documents(self, owner: str) -> bool:
+        """Whether `owner` has any document: asked of the store at most once per `HAS_DOCUMENTS_SECONDS`
+        (this process's uploads and deletions refresh it at once; another replica's show within that time),
+        and never of a deferred store that nobody has uploaded to."""
+        if not self.store.is_open:
+            return False
+        now = time.monotonic()
+        known = self._has_documents.get(owner)
+        if known is not None and now - known[1] < HAS_DOCUMENTS_SECONDS:
+            return known[0]
+        found = bool(await self.list_documents(owner))
+        self._has_documents[owner] = (found, now)
+        if len(self._has_documents) > HAS_DOCUMENTS_OWNERS:
+            self._has_documents.pop(next(iter(self._has_documents)))
+        return found
+
     async def delete_document(self, owner: str, doc_id: str) -> bool:
         """Remove one of `owner`'s documents with all its chunks; False if `owner` has no such document."""
         _check_id(owner, "owner")
         if not DOC_ID.fullmatch(doc_id):
             return False
         removed = await asyncio.to_thread(self.store.delete, scope_filter(key_of(owner), doc_id=doc_id))
+        self._has_documents.pop(owner, None)
         return removed > 0
 
     async def delete_chat(self, owner: str, chat_id: str) -> int:
@@ -541,6 +565,7 @@ class DocumentService:
             self.store.count, scope_filter(owner_key, chat_key=chat_key, first_chunk=True)
         )
         await asyncio.to_thread(self.store.delete, scope_filter(owner_key, chat_key=chat_key))
+        self._has_documents.pop(owner, None)
         return docs
 
     async def aclose(self) -> None:
@@ -575,10 +600,14 @@ async def start(
         except EnsembleError as exc:
             raise DocumentsUnavailable(f"Documents are unavailable: {exc}") from exc
         uri = milvus_uri(settings)
+        lite_file_absent = False
         if settings.rag.milvus_uri is None:  # a Milvus Lite file in the data dir
             settings.data_dir.mkdir(parents=True, exist_ok=True)
+            lite_file_absent = not await asyncio.to_thread(Path(uri).exists)
         try:
             opener = MilvusStore.opening if background_store else MilvusStore.open
+            if background_store and lite_file_absent:  # nobody has uploaded yet: open on the first upload
+                opener = MilvusStore.deferred
             store = await asyncio.to_thread(
                 opener,
                 uri,

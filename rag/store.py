@@ -19,7 +19,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,6 +125,8 @@ class MilvusStore:
         self._client = client
         self._opened = threading.Event()
         self._error: BaseException | None = None
+        self._open_later: Callable[[], None] | None = None  # set by `deferred` until the first call
+        self._open_lock = threading.Lock()
         if client is not None:
             self._opened.set()
         self.collection = collection
@@ -133,7 +135,13 @@ class MilvusStore:
 
     @property
     def client(self) -> Any:
-        """The Milvus client; waits while the store opens in the background (store calls run in threads)."""
+        """The Milvus client; waits while the store opens in the background (store calls run in threads),
+        or opens a deferred store now."""
+        if self._open_later is not None:
+            with self._open_lock:
+                if self._open_later is not None:
+                    self._open_later()
+                    self._open_later = None
         self._opened.wait()
         if self._error is not None:
             error = self._error
@@ -143,8 +151,16 @@ class MilvusStore:
         return self._client
 
     @property
+    def is_open(self) -> bool:
+        """Whether the store was opened (or is opening); False for a deferred store before its first call."""
+        return self._open_later is None
+
+    @property
     def state(self) -> str:
-        """`ready`, `opening`, or the reason it could not be opened (never waits)."""
+        """`ready` (a deferred store too: it opens on first use), `opening`, or the reason it could not be
+        opened (never waits)."""
+        if self._open_later is not None:
+            return "ready"
         if not self._opened.is_set():
             return "opening"
         return "ready" if self._error is None else str(self._error)
@@ -156,22 +172,32 @@ class MilvusStore:
         Every call waits for the opening and raises its error, if any; startup does not wait.
         """
         store = cls(None, collection, model_name, dimension)
+        preload_shared_bases("pandas")  # pymilvus imports it
+        threading.Thread(target=store._opener(uri, token), name="milvus-open", daemon=True).start()
+        return store
 
+    @classmethod
+    def deferred(cls, uri: str, collection: str, model_name: str, dimension: int, token: str = "") -> MilvusStore:
+        """A store that opens on its first call, in that call's thread: for a Milvus Lite file that does not
+        exist yet, so that an app nobody has uploaded to never loads pymilvus, gRPC and pandas (~80 MB)."""
+        store = cls(None, collection, model_name, dimension)
+        store._open_later = store._opener(uri, token)
+        return store
+
+    def _opener(self, uri: str, token: str) -> Callable[[], None]:
         def run() -> None:
             try:
-                store._client = cls.open(uri, collection, model_name, dimension, token)._client
+                self._client = type(self).open(uri, self.collection, self.model_name, self.dimension, token)._client
             except BaseException as exc:
-                store._error = exc if isinstance(exc, EnsembleError) else DocumentsUnavailable(
+                self._error = exc if isinstance(exc, EnsembleError) else DocumentsUnavailable(
                     f"Documents are unavailable: the Milvus store at {uri} could not be opened "
                     f"({type(exc).__name__}: {exc})."
                 )
-                log.error("the document store could not be opened: %s", store._error)
+                log.error("the document store could not be opened: %s", self._error)
             finally:
-                store._opened.set()
+                self._opened.set()
 
-        preload_shared_bases()
-        threading.Thread(target=run, name="milvus-open", daemon=True).start()
-        return store
+        return run
 
     @classmethod
     def open(cls, uri: str, collection: str, model_name: str, dimension: int, token: str = "") -> MilvusStore:
@@ -346,6 +372,8 @@ class MilvusStore:
         return _hits(result)
 
     def close(self) -> None:
+        if self._open_later is not None:  # never opened: nothing to close
+            return
         self._opened.wait()
         if self._client is not None:
             self._client.close()
