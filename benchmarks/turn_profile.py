@@ -44,14 +44,14 @@ LAYERS: tuple[tuple[str, str], ...] = (
     ("routing (supervisor decision, registry)", r"agents/supervisor/decision\.py|agents/specialists/registry\.py"),
     ("LangGraph runtime (Pregel, channels, stream)", r"langgraph/|\((pregel|channels|graph|_internal|managed)/"),
     ("token batching (chainlit_app/streaming.py)", r"chainlit_app/streaming\.py"),
-    ("Ensemble turn (graph nodes, events, UI glue, metrics)", r"agents/|chainlit_app/|accounts/"),
+    ("Ensemble turn (graph nodes, events, UI glue, metrics)", r"agents/|chainlit_app/(?!serve\.py)|accounts/"),
     ("Chainlit (messages, steps, session, context)", r"\(chainlit/(?!cli/|__main__)"),
 )
 PLUMBING: tuple[tuple[str, str], ...] = (
     ("HTTP server (uvicorn, starlette, fastapi)", r"uvicorn/|starlette/|fastapi/"),
     (
         "event loop (asyncio, nest_asyncio, aiosqlite hand-off)",
-        r"asyncio/|nest_asyncio|aiosqlite/|selectors\.py|chainlit/cli/",
+        r"asyncio/|nest_asyncio|aiosqlite/|selectors\.py|chainlit/cli/|chainlit_app/serve\.py",
     ),
 )
 OTHER = "other"

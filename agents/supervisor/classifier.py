@@ -257,10 +257,11 @@ class RecentVectors:
     """An embedder that remembers the vectors of its last few single texts: a turn's request is embedded
     once, and the router and memory recall share it."""
 
-    def __init__(self, inner: Embedder, size: int = 16) -> None:
+    def __init__(self, inner: Embedder, size: int = 64) -> None:
         self._inner = inner
         self._size = size
-        self._recent: dict[str, list[float]] = {}
+        # text -> its vector, being computed or done: the router and recall asking at once embed it once
+        self._recent: dict[str, asyncio.Future[list[float]]] = {}
         self.model_name = inner.model_name
         self.dimension = inner.dimension
 
@@ -272,14 +273,18 @@ class RecentVectors:
         if len(texts) != 1:
             return await self._inner.embed(texts)
         text = texts[0]
-        vector = self._recent.get(text)
-        if vector is None:
-            vector = (await self._inner.embed([text]))[0]
-            self._recent[text] = vector
+        pending = self._recent.get(text)
+        if pending is None or (pending.done() and (pending.cancelled() or pending.exception() is not None)):
+            pending = asyncio.ensure_future(self._first(text))
+            self._recent[text] = pending
             while len(self._recent) > self._size:
                 self._recent.pop(next(iter(self._recent)))
+        vector = await asyncio.shield(pending)
         self.dimension = self._inner.dimension  # a server's embedder learns its dimension on first use
         return [vector]
+
+    async def _first(self, text: str) -> list[float]:
+        return (await self._inner.embed([text]))[0]
 
     async def aclose(self) -> None:
         """Nothing of its own: the inner embedder is closed by its owner."""

@@ -202,11 +202,31 @@ class SupervisorNodes:
         for notice in notices:
             write(Notice(notice))
 
-        facts = await self._facts(state, runtime.context)
+        # Recall starts now, beside the decision (most turns are answered directly, with what it finds);
+        # a turn handed to specialists drops it.
+        recalling = asyncio.ensure_future(self._recall(runtime.context, text)) if self._recall is not None else None
+        try:
+            return await self._decide(state, runtime.context, text, notices, recalling, config, write)
+        finally:
+            if recalling is not None and not recalling.done():
+                recalling.cancel()
+
+    async def _decide(
+        self,
+        state: SupervisorState,
+        context: RunContext,
+        text: str,
+        notices: list[str],
+        recalling: asyncio.Future[str] | None,
+        config: RunnableConfig,
+        write: Write,
+    ) -> Command[Literal["specialists", "answer", "__end__"]]:
+        """The cascade's decision (`route` after commands and phrases), with recall running beside it."""
+        facts = await self._facts(state, context)
         routed, _ = await self._cascade.quick(text, facts)
         memories: str | None = None
         if routed is None:
-            memories = await self._recall(runtime.context, text) if self._recall is not None else ""
+            memories = await recalling if recalling is not None else ""
             answer = streaming(config, write, run_name="supervisor.route")
             try:
                 routed = await self._cascade.by_model(self._history(state), facts, text, memories, answer=answer)
@@ -233,7 +253,7 @@ class SupervisorNodes:
             only = AIMessage(content="\n\n".join(notices) or NO_SUPERVISOR)
             return Command(goto="__end__", update=_answered(write, only))
         if memories is None:
-            memories = await self._recall(runtime.context, text) if self._recall is not None else ""
+            memories = await recalling if recalling is not None else ""
         return Command(goto="answer", update={"memories": memories})
 
     async def specialists(
