@@ -46,4 +46,4 @@ USER 10001:10001
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=3s --start-period=60s --retries=3 \
   CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2).status == 200 else 1)"]
-CMD ["chainlit", "run", "chainlit_app/app.py", "--host", "0.0.0.0", "--port", "8000", "--headless"]
+CMD ["python", "-m", "chainlit_app.serve", "--host", "0.0.0.0", "--port", "8000"]

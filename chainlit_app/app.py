@@ -1,7 +1,7 @@
 """Ensemble's Chainlit handlers: translate a turn's typed events into messages, steps, elements.
 
-Run with `ensemble up` (or `chainlit run chainlit_app/app.py`). No agent logic lives here: startup
-builds one `agents.runtime.Ensemble`, and every handler asks it.
+Run with `ensemble up` (or `python -m chainlit_app.serve`, or `chainlit run chainlit_app/app.py`). No agent
+logic lives here: startup builds one `agents.runtime.Ensemble`, and every handler asks it.
 """
 
 from __future__ import annotations

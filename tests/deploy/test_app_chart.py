@@ -63,7 +63,7 @@ def test_probes_hit_health_endpoints(app: Rendered) -> None:
     assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert c["startupProbe"]["httpGet"]["path"] == "/healthz"
     assert c["resources"]["requests"]["cpu"] and c["resources"]["limits"]["memory"]
-    assert c["command"][:3] == ["chainlit", "run", "chainlit_app/app.py"]
+    assert c["command"][:3] == ["python", "-m", "chainlit_app.serve"]
     assert "0.0.0.0" in c["command"]
 
 

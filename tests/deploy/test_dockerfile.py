@@ -97,7 +97,7 @@ def test_runs_as_non_root_with_a_healthcheck_and_chainlit_on_all_interfaces() ->
     assert "/healthz" in health and "--interval=" in health
     (cmd,) = [v for k, v in final if k == "CMD"]
     argv = json.loads(cmd)
-    assert argv[:3] == ["chainlit", "run", "chainlit_app/app.py"]
+    assert argv[:3] == ["python", "-m", "chainlit_app.serve"]
     assert argv[argv.index("--host") + 1] == "0.0.0.0" and argv[argv.index("--port") + 1] == "8000"
     assert ("EXPOSE", "8000") in final
 

@@ -191,3 +191,16 @@ async def test_delete_document_and_chat_remove_chunks(make_service: ServiceFacto
     assert [d.file_name for d in await service.list_documents("fay")] == ["three.txt"]
     assert await asyncio.to_thread(service.store.count, scope_filter(key_of("fay"))) == r3.chunks
     assert r2.doc_id is not None
+
+
+async def test_has_documents_follows_uploads_and_deletions(make_service: ServiceFactory, corpus_dir: Path) -> None:
+    service = await make_service()
+    note = corpus_dir / "note.txt"
+    note.write_text("The ferry leaves at nine from the north pier.")
+    assert not await service.has_documents("gil")
+    assert not await service.has_documents("gil")  # remembered: the store is not asked again
+    (result,) = await service.ingest([LocalFile("note.txt", note)], "gil", "chat-g")
+    assert await service.has_documents("gil"), "an upload must show at once, not after the remembered answer expires"
+    assert not await service.has_documents("hal")  # another user's documents are not theirs
+    assert await service.delete_document("gil", result.doc_id or "")
+    assert not await service.has_documents("gil")

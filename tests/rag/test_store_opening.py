@@ -31,3 +31,14 @@ def test_a_store_that_cannot_open_reports_why_on_first_use(tmp_path: Path) -> No
         store.count(scope_filter(key_of("alice")))
     assert "model-a" in store.state
     store.close()  # nothing to close, and no error
+
+
+def test_a_deferred_store_opens_on_its_first_call_and_not_before(tmp_path: Path) -> None:
+    uri = tmp_path / "later.db"
+    store = MilvusStore.deferred(str(uri), "later", "model-a", 4)
+    assert not store.is_open and store.state == "ready"
+    assert not uri.exists(), "a deferred store must not create its Milvus Lite file before it is used"
+    store.close()  # never opened: nothing to close
+    assert store.count(scope_filter(key_of("alice"))) == 0  # the first call opens it
+    assert store.is_open and uri.exists()
+    store.close()
