@@ -103,6 +103,10 @@ def server_command(settings: LocalLLMSettings) -> list[str]:
         str(settings.n_ctx),
         "--n_threads",
         str(settings.n_threads),
+        "--n_batch",
+        str(settings.n_batch),
+        "--n_ubatch",
+        str(settings.n_batch),
         # a new request must not cut off another user's stream (llama-cpp-python's default does)
         "--interrupt_requests",
         "False",
