@@ -10,10 +10,11 @@ is `agents.supervisor.service.AgentService`.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import ipaddress
 import logging
 from collections.abc import AsyncIterator, Sequence
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -79,16 +80,14 @@ def open_checkpointer(settings: Settings) -> AbstractAsyncContextManager[BaseChe
     return _sqlite_checkpointer(Path(location.target), serde)
 
 
-@asynccontextmanager
-async def _sqlite_checkpointer(path: Path, serde: SerializerProtocol) -> AsyncIterator[BaseCheckpointSaver[Any]]:
-    import aiosqlite
-    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+def _sqlite_checkpointer(
+    path: Path, serde: SerializerProtocol
+) -> AbstractAsyncContextManager[BaseCheckpointSaver[Any]]:
+    """WAL + synchronous=NORMAL: no fsync per commit; an app crash loses nothing, a power cut at most the
+    last turns' checkpoints. Each saver call is one hand-off to its thread (core/sqlite_threads.py)."""
+    from core.sqlite_threads import sqlite_checkpointer
 
-    async with aiosqlite.connect(str(path)) as conn:
-        # WAL (set by the saver) + NORMAL: no fsync per commit; an app crash loses nothing, a power cut
-        # at most the last turns' checkpoints. ~0.3 ms less per commit, several commits a turn.
-        await conn.execute("PRAGMA synchronous=NORMAL")
-        yield AsyncSqliteSaver(conn, serde=serde)
+    return sqlite_checkpointer(path, serde)
 
 
 @dataclass
@@ -151,7 +150,7 @@ class Ensemble:
                 stack.push_async_callback(fast.aclose)
             checkpointer = await stack.enter_async_context(open_checkpointer(settings))
             setup = getattr(checkpointer, "setup", None)
-            if setup is not None:
+            if setup is not None and inspect.iscoroutinefunction(setup):  # PostgreSQL's (SQLite's is set up)
                 await setup()
             if recall is None and memory is not None:
                 recall = _memory_recall(memory, settings.memory.recall_k)

@@ -1,7 +1,7 @@
 """Builds the memory service at startup: picks the store from settings and decides on semantic recall.
 
-- Default: LangGraph's `AsyncSqliteStore` in `data_dir/memory.sqlite` (sqlite-vec index where Python's
-  sqlite3 can load extensions).
+- Default: LangGraph's `SqliteStore` in `data_dir/memory.sqlite` (sqlite-vec index where Python's sqlite3
+  can load extensions), each call one hand-off to its own thread (core/sqlite_threads.py).
 - `postgresql://…` (ENSEMBLE_MEMORY__URL, or ENSEMBLE_DATABASE_URL when that is PostgreSQL; see core.databases):
   `AsyncPostgresStore`, with a pgvector index when the server has pgvector.
 - Without a vector index, each memory keeps its embedding and a user's memories (at most
@@ -88,18 +88,12 @@ async def _open(
         }
 
     if location.backend == "sqlite":
-        from langgraph.store.sqlite.aio import AsyncSqliteStore
+        from core.sqlite_threads import sqlite_store
 
         if location.target != ":memory:":
             Path(location.target).parent.mkdir(parents=True, exist_ok=True)
-        sqlite_store = await stack.enter_async_context(
-            AsyncSqliteStore.from_conn_string(location.target, index=index)  # type: ignore[arg-type]
-        )
-        await sqlite_store.conn.execute("PRAGMA busy_timeout = 5000")
-        if location.target != ":memory:":
-            await sqlite_store.conn.execute("PRAGMA journal_mode = WAL")
-        await sqlite_store.setup()
-        store: BaseStore = sqlite_store
+        # LangGraph's SqliteStore, each call one hand-off to its own thread (not one per statement)
+        store: BaseStore = await stack.enter_async_context(sqlite_store(location.target, index=index))
     else:
         from langgraph.store.postgres.aio import AsyncPostgresStore
 
