@@ -77,6 +77,9 @@ NO_SUPERVISOR = (
 DEFAULT_ANSWER_TOKENS = 512
 PROMPT_MARGIN_TOKENS = 400
 
+# Tokens that a model streams within this time of the last token event travel as one event (TokenEvents).
+TOKEN_WINDOW_SECONDS = 0.05
+
 # Recalls what the app knows about the user, as text for the answer prompt ("" for nothing).
 Recall = Callable[[RunContext, str], Awaitable[str]]
 # Whether the user has documents the documents specialist could search (asked once per turn).
@@ -85,21 +88,51 @@ Write = Callable[[GraphEvent], None]
 
 
 class TokenEvents(BaseCallbackHandler):
-    """Writes each token a model streams as an event: `AnswerToken`, or `StepToken` of one step.
+    """Writes the tokens a model streams as events: `AnswerToken`, or `StepToken` of one step.
 
+    The first token goes at once; tokens that come within `window` of the last event travel together
+    in the next one (a timer sends what waits), so a turn's tokens cross the event pipeline as ~10
+    events a second, not one per token (the chat shows at most 10 updates a second anyway).
     Synchronous and run inline: LangChain calls it once per token on the event loop's thread.
     """
 
     run_inline = True
 
-    def __init__(self, write: Write, step_id: str | None = None) -> None:
+    def __init__(self, write: Write, step_id: str | None = None, window: float = TOKEN_WINDOW_SECONDS) -> None:
         self._write = write
         self._step_id = step_id
+        self._window = window
+        self._pending: list[str] = []
+        self._last = float("-inf")
+        self._timer: asyncio.TimerHandle | None = None
 
     def on_llm_new_token(self, token: Any, **kwargs: Any) -> None:
         if not isinstance(token, str) or not token:
             return
-        self._write(AnswerToken(token) if self._step_id is None else StepToken(self._step_id, token))
+        self._pending.append(token)
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._last >= self._window:
+            self.flush()
+        elif self._timer is None:
+            self._timer = loop.call_at(self._last + self._window, self.flush)
+
+    def flush(self) -> None:
+        """Write what waits as one event."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._pending:
+            return
+        text = "".join(self._pending)
+        self._pending.clear()
+        self._last = asyncio.get_running_loop().time()
+        self._write(AnswerToken(text) if self._step_id is None else StepToken(self._step_id, text))
+
+    def on_llm_end(self, response: Any, **kwargs: Any) -> None:
+        self.flush()
+
+    def on_llm_error(self, error: BaseException, **kwargs: Any) -> None:
+        self.flush()
 
 
 def streaming(config: RunnableConfig, write: Write, *, step_id: str | None = None, run_name: str) -> RunnableConfig:
