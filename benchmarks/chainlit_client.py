@@ -168,6 +168,13 @@ class ChainlitSession:
                 tokens += 1
                 first = at - started if first is None else first
                 last = at - started
+            elif (event == "stream_start" and isinstance(data, dict) and data.get("type") == "assistant_message"
+                  and data.get("output")):
+                # Chainlit sends an answer's first token inside `stream_start` (Message.stream_token: the
+                # message with its content so far), so this is when its first text shows.
+                tokens += 1
+                first = at - started if first is None else first
+                last = at - started
             elif event in ("new_message", "update_message") and isinstance(data, dict):
                 if data.get("type") == "assistant_message":
                     final = str(data.get("output") or "")
