@@ -1,20 +1,22 @@
 """Run the app's Chainlit server: `python -m chainlit_app.serve --host H --port P` (what `ensemble up`,
-the container image and the Helm chart run; `chainlit run chainlit_app/app.py` works too, at ~85 MB more).
+the container image and the Helm chart run; `chainlit run chainlit_app/app.py` works too, at ~85 MB and
+~20 % more CPU per turn).
 
-It differs from `chainlit run` in two ways. First, asyncio keeps its C tasks and futures: Chainlit's
-CLI applies nest_asyncio when imported, so that `cl.run_sync` works when called from a synchronous
-callback on the event loop's thread; every Ensemble handler is async and none calls it (nor does
-Chainlit itself), and nest_asyncio swaps asyncio's C `Task` and `Future` for the pure-Python ones,
-which makes every await and task step of a turn dearer (issue 19). Second, while Chainlit itself is
-imported, pandas counts as not installed. Chainlit imports literalai, which imports traceloop-sdk,
-whose datasets module imports pandas only to offer `Dataset.from_dataframe` (`try: import pandas ...
-except ImportError`), which Ensemble never calls. pandas (and through it pyarrow) is ~85 MB of the
-process; it is installed for Milvus Lite, which imports it for real when the document store opens
-(rag/store.py), after this.
+It differs from `chainlit run` in three ways (issue 19 measured each, docs/benchmarks.md):
+- The event loop is uvloop's (libuv) where it is installed: the turn's wake-ups and socket I/O in C.
+- asyncio keeps its C tasks and futures. Chainlit's CLI applies nest_asyncio when imported, so that
+  `cl.run_sync` works from a synchronous callback on the event loop's thread; no Ensemble handler (all
+  async) and nothing in Chainlit calls it, and nest_asyncio swaps asyncio's C `Task` and `Future` for
+  the pure-Python ones, which makes every await of a turn dearer.
+- While Chainlit itself is imported, pandas counts as not installed. Chainlit imports literalai, which
+  imports traceloop-sdk, whose datasets module imports pandas only to offer `Dataset.from_dataframe`
+  (`try: import pandas ... except ImportError`), which Ensemble never calls. pandas (with pyarrow,
+  ~85 MB) is installed for Milvus Lite, which imports it for real when the document store opens.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib.abc
 import importlib.machinery
@@ -58,6 +60,16 @@ def keep_c_tasks() -> None:
     nest_asyncio.apply = apply
 
 
+def use_uvloop() -> bool:
+    """Make new event loops libuv's (uvloop), where it is installed (not on Windows); whether it is."""
+    try:
+        import uvloop
+    except ImportError:
+        return False
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """`chainlit run chainlit_app/app.py` with these arguments (--host, --port; always headless)."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -67,6 +79,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             import chainlit.cli  # noqa: F401  (Chainlit and its optional imports, without pandas)
     from chainlit.cli import cli
 
+    use_uvloop()
     headless = [] if "--headless" in args else ["--headless"]
     cli(["run", str(APP), *args, *headless], prog_name="chainlit")
 

@@ -1,5 +1,5 @@
 """`python -m chainlit_app.serve`: Chainlit imported without pandas (which its real users still import),
-asyncio left with its C tasks and futures."""
+asyncio left with its C tasks and futures, on uvloop."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import sys
 
 CHECK = """
 import asyncio, sys
-from chainlit_app.serve import keep_c_tasks, optional_imports_deferred
+from chainlit_app.serve import keep_c_tasks, optional_imports_deferred, use_uvloop
 keep_c_tasks()
+assert use_uvloop() and type(asyncio.new_event_loop()).__module__.startswith("uvloop"), "not on uvloop"
 with optional_imports_deferred():
     import chainlit.cli
 assert "pandas" not in sys.modules and "pyarrow" not in sys.modules, "Chainlit's import loaded pandas"
