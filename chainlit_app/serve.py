@@ -3,7 +3,8 @@ the container image and the Helm chart run; `chainlit run chainlit_app/app.py` w
 ~20 % more CPU per turn).
 
 It differs from `chainlit run` in three ways (issue 19 measured each, docs/benchmarks.md):
-- The event loop is uvloop's (libuv) where it is installed: the turn's wake-ups and socket I/O in C.
+- The event loop is uvloop's (libuv) where it is installed: the turn's wake-ups and socket I/O in C
+  (`ENSEMBLE_EVENT_LOOP=asyncio` keeps asyncio's).
 - asyncio keeps its C tasks and futures. Chainlit's CLI applies nest_asyncio when imported, so that
   `cl.run_sync` works from a synchronous callback on the event loop's thread; no Ensemble handler (all
   async) and nothing in Chainlit calls it, and nest_asyncio swaps asyncio's C `Task` and `Future` for
@@ -79,7 +80,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             import chainlit.cli  # noqa: F401  (Chainlit and its optional imports, without pandas)
     from chainlit.cli import cli
 
-    use_uvloop()
+    from core.settings import Settings
+
+    if Settings().event_loop == "uvloop":
+        use_uvloop()
     headless = [] if "--headless" in args else ["--headless"]
     cli(["run", str(APP), *args, *headless], prog_name="chainlit")
 

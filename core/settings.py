@@ -342,6 +342,9 @@ class Settings(BaseSettings):
     router: RouterSettings = RouterSettings()
 
     data_dir: Path = Path("data")
+    # The server's event loop (chainlit_app/serve.py): libuv's where uvloop is installed, else asyncio's.
+    # `asyncio` for tools that observe the process through Python's socket module (audit hooks).
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     # Models converted on this machine (the local embedding model's ONNX file), shared by all data dirs.
     model_cache: Path = Field(default_factory=lambda: Path.home() / ".cache" / "ensemble")
     # SQLAlchemy-style URL of the app database (chat history, checkpoints, memory). Unset: SQLite files.

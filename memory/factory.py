@@ -1,7 +1,8 @@
 """Builds the memory service at startup: picks the store from settings and decides on semantic recall.
 
-- Default: LangGraph's `SqliteStore` in `data_dir/memory.sqlite` (sqlite-vec index where Python's sqlite3
-  can load extensions), each call one hand-off to its own thread (core/sqlite_threads.py).
+- Default: LangGraph's `SqliteStore` in `data_dir/memory.sqlite`, each call one hand-off to its own thread
+  (core/sqlite_threads.py); with a sqlite-vec index (where Python's sqlite3 can load extensions), its
+  `AsyncSqliteStore`, whose index embeds through the async embedder.
 - `postgresql://…` (ENSEMBLE_MEMORY__URL, or ENSEMBLE_DATABASE_URL when that is PostgreSQL; see core.databases):
   `AsyncPostgresStore`, with a pgvector index when the server has pgvector.
 - Without a vector index, each memory keeps its embedding and a user's memories (at most
@@ -88,12 +89,26 @@ async def _open(
         }
 
     if location.backend == "sqlite":
-        from core.sqlite_threads import sqlite_store
-
         if location.target != ":memory:":
             Path(location.target).parent.mkdir(parents=True, exist_ok=True)
-        # LangGraph's SqliteStore, each call one hand-off to its own thread (not one per statement)
-        store: BaseStore = await stack.enter_async_context(sqlite_store(location.target, index=index))
+        store: BaseStore
+        if index is None:
+            from core.sqlite_threads import sqlite_store
+
+            # LangGraph's SqliteStore, each call one hand-off to its own thread (not one per statement)
+            store = await stack.enter_async_context(sqlite_store(location.target))
+        else:
+            # the sqlite-vec index embeds inside the store's calls, through the async embedder: the aio store
+            from langgraph.store.sqlite.aio import AsyncSqliteStore
+
+            aio_store = await stack.enter_async_context(
+                AsyncSqliteStore.from_conn_string(location.target, index=index)  # type: ignore[arg-type]
+            )
+            await aio_store.conn.execute("PRAGMA busy_timeout = 5000")
+            if location.target != ":memory:":
+                await aio_store.conn.execute("PRAGMA journal_mode = WAL")
+            await aio_store.setup()
+            store = aio_store
     else:
         from langgraph.store.postgres.aio import AsyncPostgresStore
 

@@ -122,7 +122,9 @@ def secure_app(local_llm: LocalLLMSettings, tmp_path_factory: pytest.TempPathFac
     create_users(data, dict(os.environ))
     env = {**APP_ENV, "ENSEMBLE_SEARCH__BACKEND": "searxng", "ENSEMBLE_SEARCH__BASE_URL": searxng.url,
            "PYTHONPATH": os.pathsep.join(p for p in (str(AUDIT), os.environ.get("PYTHONPATH")) if p),
-           "CONNECT_AUDIT_LOG": str(data / "connections.log")}
+           "CONNECT_AUDIT_LOG": str(data / "connections.log"),
+           # the audit hook sees connections made through Python's socket module; uvloop's are made in C
+           "ENSEMBLE_EVENT_LOOP": "asyncio"}
     running = start_app(data, local_llm.port, env)
     yield running
     running.stop()
