@@ -23,7 +23,6 @@ from urllib.parse import urlsplit
 import httpx
 from langchain_core.messages import AIMessage, HumanMessage
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.checkpoint.serde.base import SerializerProtocol
 
 from agents.specialists.base import FileRef, Services, SpecialistSpec
 from agents.specialists.mcp_tools import user_specialist
@@ -76,18 +75,11 @@ def open_checkpointer(settings: Settings) -> AbstractAsyncContextManager[BaseChe
         from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
         return AsyncPostgresSaver.from_conn_string(location.target, serde=serde)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return _sqlite_checkpointer(Path(location.target), serde)
-
-
-def _sqlite_checkpointer(
-    path: Path, serde: SerializerProtocol
-) -> AbstractAsyncContextManager[BaseCheckpointSaver[Any]]:
-    """WAL + synchronous=NORMAL: no fsync per commit; an app crash loses nothing, a power cut at most the
-    last turns' checkpoints. Each saver call is one hand-off to its thread (core/sqlite_threads.py)."""
     from core.sqlite_threads import sqlite_checkpointer
 
-    return sqlite_checkpointer(path, serde)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # WAL + synchronous=NORMAL: an app crash loses nothing, a power cut at most the last turns' checkpoints
+    return sqlite_checkpointer(Path(location.target), serde)
 
 
 @dataclass

@@ -17,7 +17,6 @@ import re
 import sqlite3
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,6 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from core.outbound import OutboundRefused, vet_url
+from core.sqlite_threads import OneThread, connect
 
 if TYPE_CHECKING:
     from chainlit.element import Element
@@ -546,17 +546,13 @@ class SqliteWriter:
 
     def __init__(self, url: str) -> None:
         self._path = make_url(url).database or ""
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="history-writer")
+        self._thread = OneThread("history-writer")
         self._conn: sqlite3.Connection | None = None
 
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self._conn = sqlite3.connect(self._path, timeout=30, isolation_level=None, check_same_thread=False)
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-        return self._conn
-
     def _run(self, statements: list[tuple[str, dict[str, Any]]]) -> None:
-        conn = self._connection()
+        if self._conn is None:
+            self._conn = connect(self._path, autocommit=True)
+        conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
             for query, parameters in statements:
@@ -567,13 +563,10 @@ class SqliteWriter:
         conn.execute("COMMIT")
 
     async def run(self, statements: list[tuple[str, dict[str, Any]]]) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._pool, self._run, statements)
+        await self._thread.run(self._run, statements)
 
     def close(self) -> None:
-        def _close() -> None:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-        self._pool.submit(_close)
-        self._pool.shutdown(wait=True)
+        self._thread.shutdown()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None

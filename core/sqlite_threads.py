@@ -29,7 +29,8 @@ T = TypeVar("T")
 
 def connect(path: str, *, autocommit: bool) -> sqlite3.Connection:
     """A connection any thread may use (only the executor's one does), WAL without an fsync per commit;
-    `autocommit` as LangGraph's own `from_conn_string` opens it (the store: yes; the checkpointer: no)."""
+    `autocommit` as LangGraph's own `from_conn_string` opens it (the store: yes; the checkpointer: no;
+    the chat history's writer, which begins its own transactions: yes)."""
     level: Literal["DEFERRED"] | None = None if autocommit else "DEFERRED"  # "DEFERRED": sqlite3's default
     connection = sqlite3.connect(path, check_same_thread=False, timeout=30, isolation_level=level)
     connection.execute("PRAGMA busy_timeout = 30000")
@@ -39,7 +40,7 @@ def connect(path: str, *, autocommit: bool) -> sqlite3.Connection:
     return connection
 
 
-class _OneThread:
+class OneThread:
     """A single worker thread that runs calls in the order they came."""
 
     def __init__(self, name: str) -> None:
@@ -57,7 +58,7 @@ class ThreadedSqliteSaver(SqliteSaver):
 
     def __init__(self, conn: sqlite3.Connection, *, serde: SerializerProtocol | None = None) -> None:
         super().__init__(conn, serde=serde)
-        self._thread = _OneThread("checkpoints")
+        self._thread = OneThread("checkpoints")
 
     async def asetup(self) -> None:
         await self._thread.run(self.setup)
@@ -118,7 +119,7 @@ class ThreadedSqliteStore(SqliteStore):
 
     def __init__(self, conn: sqlite3.Connection, **kwargs: Any) -> None:
         super().__init__(conn, **kwargs)
-        self._thread = _OneThread("memory-store")
+        self._thread = OneThread("memory-store")
 
     async def asetup(self) -> None:
         await self._thread.run(self.setup)
